@@ -1,0 +1,437 @@
+"""Training plumbing shared by mae.py, maskdistill.py and finetune.py, written once (MAE's engine.py idea).
+
+Nothing here is paper-specific; each script keeps its paper. What lives here:
+  arguments   common flags, `--model` presets as defaults with CLI overrides on top, `--print_args`,
+              lr = blr x effective_batch / lr_batch (MAE App. A.1 linear scaling rule)
+  setup       torchrun/DDP from RANK/LOCAL_RANK/WORLD_SIZE (NCCL on CUDA, gloo on CPU) or a plain process;
+              `print0` (rank 0 only, without patching print); seeds per rank; bf16 autocast on CUDA, fp32 on CPU
+  optimizer   AdamW parameter groups (no weight decay for 1-D params, biases, pos_embed, cls/mask tokens) that
+              can carry an `lr_scale` (layer-wise lr decay, finetune.py); warmup + half-cycle cosine per step
+  loop        `train_one_epoch`: gradient accumulation with no_sync on non-final micro-steps, optional clip,
+              EMA hook, stop on a non-finite loss; tqdm on rank 0 and one `metrics.jsonl` line per logged step
+  checkpoints plain types only, atomic (temp file + rename), loaded with weights_only=True, `--resume auto`.
+              Exact resume: every epoch re-seeds all RNGs from (seed, rank, epoch), so an epoch's data order,
+              augmentations, masks and drop-path draws do not depend on what ran before it; on CPU, losses
+              after a resume equal an uninterrupted run's bitwise (tests/test_engine.py).
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import random
+import re
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def common_parser(description):
+    """Flags every script shares (common names across scripts); scripts add their paper's own groups."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("run")
+    g.add_argument("--model", required=True, help="preset name; its recipe becomes the defaults below")
+    g.add_argument("--data", default="shapes", help="'shapes' (built-in, offline), 'cifar10', 'cifar100', or an "
+                   "ImageNet-style folder with train/ and val/")
+    g.add_argument("--data_root", default="./data", help="where cifar10/cifar100 live (or are downloaded to)")
+    g.add_argument("--download", action="store_true", help="allow downloading cifar10/cifar100")
+    g.add_argument("--output_dir", default=None, help="checkpoints, metrics.jsonl, args.json (default: runs/<script>_<model>)")
+    g.add_argument("--resume", default="", help="'' (fresh), 'auto' (latest checkpoint in --output_dir, if any), or a path")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    g.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="auto = bf16 autocast on CUDA, fp32 on CPU")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (default: on for CUDA, off for CPU)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--num_workers", type=int, default=2)
+    g.add_argument("--save_every", type=int, default=1, help="checkpoint every N epochs (and at the end)")
+    g.add_argument("--keep_ckpts", type=int, default=2, help="how many epoch checkpoints to keep")
+    g.add_argument("--log_every", type=int, default=10, help="metrics.jsonl line every N optimizer steps")
+    g.add_argument("--max_steps", type=int, default=0, help="stop after N optimizer steps (0 = run all epochs); "
+                   "the lr schedule still spans --epochs")
+    g.add_argument("--print_args", action="store_true", help="print the resolved arguments as JSON and exit")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--epochs", type=int, default=100)
+    g.add_argument("--warmup_epochs", type=float, default=5)
+    g.add_argument("--batch_size", type=int, default=64, help="per process (GPU); effective = batch_size x accum_iter x world")
+    g.add_argument("--accum_iter", type=int, default=1, help="gradient accumulation steps")
+    g.add_argument("--blr", type=float, default=1e-3, help="peak lr at a total batch of --lr_batch")
+    g.add_argument("--lr_batch", type=int, default=256, help="batch size --blr refers to (MAE: 256; FT-CLIP, MaskDistill: 2048)")
+    g.add_argument("--lr", type=float, default=None, help="absolute peak lr (overrides blr scaling)")
+    g.add_argument("--min_lr", type=float, default=0.0)
+    g.add_argument("--weight_decay", type=float, default=0.05)
+    g.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.999))
+    g.add_argument("--clip_grad", type=float, default=None, help="max grad norm (None = no clipping)")
+    return p
+
+
+def world_size_from_env():
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def parse_args(parser, presets, argv=None, script="run"):
+    """Resolve `--model`'s preset as defaults, the command line on top, then the effective batch and lr.
+    `--print_args` prints the result as one JSON object and exits."""
+    pre, _ = parser.parse_known_args(argv)
+    if pre.model not in presets:
+        parser.error(f"unknown --model '{pre.model}'; choose one of: {', '.join(presets)}")
+    parser.set_defaults(**presets[pre.model])
+    args = parser.parse_args(argv)
+    args.betas = tuple(args.betas)
+    args.world_size = world_size_from_env()
+    args.eff_batch_size = args.batch_size * args.accum_iter * args.world_size
+    if args.lr is None:                                      # MAE App. A.1: lr = blr x batch / 256
+        args.lr = args.blr * args.eff_batch_size / args.lr_batch
+    if args.output_dir is None:
+        args.output_dir = os.path.join("runs", f"{script}_{args.model}")
+    if args.print_args:
+        print(json.dumps(vars(args), indent=2, sort_keys=True))
+        sys.exit(0)
+    return args
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+@dataclass
+class Context:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    precision: str          # bf16 | fp16 | fp32
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+    @property
+    def is_master(self):
+        return self.rank == 0
+
+    def autocast(self):
+        """bf16 (or fp16) autocast on CUDA; a no-op on CPU in fp32."""
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+def print0(*args, **kwargs):
+    """print on rank 0 only (no patching of builtins.print, unlike MAE's setup_for_distributed)."""
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(*args, **kwargs, flush=True)
+
+
+def seed_everything(*keys):
+    """Seed torch (CPU and CUDA), numpy and random from a tuple of ints, mixed by numpy's SeedSequence."""
+    seed = int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def setup(args):
+    """Single process, or one process per GPU/CPU worker under torchrun. Returns a Context and makes
+    --output_dir (with args.json) on rank 0."""
+    want = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    rank, local_rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), world_size_from_env()
+    if world > 1:
+        dist.init_process_group(backend="nccl" if want == "cuda" else "gloo")
+    device = torch.device(f"cuda:{local_rank}" if want == "cuda" else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True         # fp32 matmuls that remain (e.g. the EMA eval) use TF32
+        torch.backends.cudnn.allow_tf32 = True
+    precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    if args.compile is None:
+        args.compile = device.type == "cuda"
+    seed_everything(args.seed, rank)
+    ctx = Context(rank, local_rank, world, device, precision)
+    if ctx.is_master:
+        os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, "args.json"), "w") as f:
+            json.dump({**vars(args), "versions": versions()}, f, indent=2, sort_keys=True)
+    print0(f"[engine] {world} process(es), device {device}, precision {precision}, compile {args.compile}; "
+           f"effective batch {args.eff_batch_size} = {args.batch_size} x {args.accum_iter} accum x {world} proc; "
+           f"peak lr {args.lr:.3g} (= blr {args.blr:.3g} x {args.eff_batch_size} / {args.lr_batch})")
+    return ctx
+
+
+def versions():
+    out = {"python": sys.version.split()[0], "torch": str(torch.__version__)}
+    for name in ["torchvision", "timm", "open_clip", "numpy"]:
+        try:
+            out[name] = str(__import__(name).__version__)
+        except Exception:                                    # noqa: BLE001 - versions are informational only
+            pass
+    return out
+
+
+def wrap_model(model, ctx, args):
+    """The handle that trains: compiled (optional) and DDP-wrapped (when distributed). Always save `model`."""
+    train_model = torch.compile(model) if args.compile else model
+    if ctx.distributed:
+        train_model = DDP(train_model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+    return train_model
+
+
+def cleanup():
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(t):
+    if dist.is_initialized():
+        dist.all_reduce(t)
+    return t
+
+
+# ----------------------------------------------------------------------------- data loaders
+
+
+def train_loader(dataset, args, ctx, collate_fn=None):
+    """Shuffled, drop_last, a DistributedSampler even for one process so the order is a pure function of
+    (seed, epoch): call `loader.sampler.set_epoch(epoch)` (train_one_epoch does)."""
+    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
+                                                  shuffle=True, seed=args.seed, drop_last=True)
+    return torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True,
+                                       num_workers=args.num_workers, pin_memory=ctx.device.type == "cuda",
+                                       collate_fn=collate_fn, persistent_workers=False)
+
+
+def eval_loader(dataset, args, ctx, batch_size=None):
+    """Each rank takes indices rank, rank+world, ... (no padding duplicates); sum the counts with all_reduce_sum."""
+    part = torch.utils.data.Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
+    return torch.utils.data.DataLoader(part, batch_size=batch_size or args.batch_size, shuffle=False,
+                                       num_workers=args.num_workers, pin_memory=ctx.device.type == "cuda")
+
+
+# ----------------------------------------------------------------------------- optimizer and schedule
+
+
+def param_groups(model, weight_decay, lr_scale_of=None):
+    """AdamW groups. No weight decay for 1-D params (norms, layer scale), biases, and the names in
+    `model.no_weight_decay()` (pos_embed, cls_token, mask_token). `lr_scale_of(name) -> (layer_id, scale)`
+    adds layer-wise lr scales (finetune.param_groups_lrd); the schedule multiplies them in every step."""
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    groups = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:                              # frozen: MAE's sin-cos tables, frozen blocks
+            continue
+        no_decay = p.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in skip
+        layer, scale = lr_scale_of(name) if lr_scale_of else (0, 1.0)
+        key = f"layer_{layer}_{'no_decay' if no_decay else 'decay'}"
+        if key not in groups:
+            groups[key] = {"name": key, "params": [], "param_names": [], "lr_scale": scale,
+                           "weight_decay": 0.0 if no_decay else weight_decay}
+        groups[key]["params"].append(p)
+        groups[key]["param_names"].append(name)
+    return list(groups.values())
+
+
+def lr_at(step, total_steps, warmup_steps, lr, min_lr):
+    """Linear warmup from 0, then half-cycle cosine to min_lr, evaluated per optimizer step (MAE lr_sched.py)."""
+    if step < warmup_steps:
+        return lr * step / warmup_steps
+    if step >= total_steps:
+        return min_lr
+    t = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def set_lr(optimizer, lr):
+    for g in optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
+
+
+# ----------------------------------------------------------------------------- the training loop
+
+
+class MetricsLog:
+    """Appends one JSON object per line to <output_dir>/metrics.jsonl on rank 0."""
+
+    def __init__(self, output_dir, ctx):
+        self.path = os.path.join(output_dir, "metrics.jsonl") if ctx.is_master else None
+
+    def log(self, **row):
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log, *, model=None, ema=None,
+                    scaler=None):
+    """One epoch of optimizer steps; returns the mean loss. `loss_fn(train_model, batch) -> (loss, extras)`
+    with `extras` a dict of floats to log. Stops (SystemExit) on a non-finite loss before any update or save,
+    so the last checkpoint on disk is the last good one. `model` is the unwrapped module for `ema.update`."""
+    seed_everything(args.seed, ctx.rank, epoch)             # exact resume: this epoch's RNG depends on nothing earlier
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    steps_per_epoch = len(loader) // args.accum_iter
+    total_steps, warmup_steps = args.epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch)
+    train_model.train()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    bar = None
+    if ctx.is_master:
+        from tqdm import tqdm
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", dynamic_ncols=True, leave=False, file=sys.stderr)
+    batches, losses, t0 = iter(loader), [], time.perf_counter()
+    for i in range(steps_per_epoch):
+        step = epoch * steps_per_epoch + i                  # global optimizer step
+        if args.max_steps and step >= args.max_steps:
+            break
+        lr = lr_at(step, total_steps, warmup_steps, args.lr, args.min_lr)
+        set_lr(optimizer, lr)
+        loss_sum, extras = torch.zeros((), device=ctx.device), {}
+        for micro in range(args.accum_iter):
+            batch = next(batches)
+            last = micro == args.accum_iter - 1
+            # DDP all-reduces gradients in backward; skip that on all but the last micro-step.
+            with train_model.no_sync() if (ctx.distributed and not last) else nullcontext():
+                with ctx.autocast():
+                    loss, extras = loss_fn(train_model, batch)
+                scaled = loss / args.accum_iter
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            loss_sum += loss.detach().float()
+        loss_value = all_reduce_sum(loss_sum / args.accum_iter / ctx.world_size).item()   # same on every rank
+        if not math.isfinite(loss_value):
+            raise SystemExit(f"[engine] loss is {loss_value} at epoch {epoch} step {step}; stopping without an update "
+                             f"or a save (the last checkpoint in {args.output_dir} is the last good one). "
+                             f"Try a lower --blr/--lr, --clip_grad, or --precision fp32.")
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, args.clip_grad) if args.clip_grad else None
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(model)
+        losses.append(loss_value)
+        if (step + 1) % args.log_every == 0 or i == steps_per_epoch - 1:
+            row = {"step": step + 1, "epoch": epoch, "loss": loss_value, "lr": lr, **extras}
+            if grad_norm is not None:
+                row["grad_norm"] = float(grad_norm)
+            log.log(**row)
+        if bar is not None:
+            ips = (i + 1) * args.eff_batch_size / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.0f}", refresh=False)
+            bar.update()
+    if bar is not None:
+        bar.close()
+    return sum(losses) / max(len(losses), 1)
+
+
+def finished(args, epoch, steps_per_epoch):
+    """True when --max_steps is reached by the end of `epoch`."""
+    return bool(args.max_steps) and (epoch + 1) * steps_per_epoch >= args.max_steps
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def atomic_save(obj, path):
+    """torch.save to a temp file in the same folder, then rename: a crash never leaves a half-written file."""
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def plain(x):
+    """args as JSON-safe plain types (no pickled Namespace: checkpoints load with weights_only=True)."""
+    return json.loads(json.dumps(x, default=str))
+
+
+def rng_state():
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    random.setstate(tuple(tuple(s) if isinstance(s, list) else s for s in state["python"]))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(args, ctx, epoch, model, optimizer, *, step, scaler=None, ema=None, extra=None, name=None):
+    """Rank 0 writes `checkpoint-{epoch:04d}.pt` (or `name`) atomically and prunes old epoch checkpoints."""
+    if ctx.is_master:
+        obj = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+               "scaler": scaler.state_dict() if scaler is not None else None,
+               "ema": ema.state_dict() if ema is not None else None,
+               "epoch": epoch, "step": step, "args": plain(vars(args)), "rng": rng_state(),
+               "versions": versions(), "extra": plain(extra or {})}
+        atomic_save(obj, os.path.join(args.output_dir, name or f"checkpoint-{epoch:04d}.pt"))
+        if name is None:
+            for old in list_checkpoints(args.output_dir)[:-args.keep_ckpts]:
+                os.remove(old)
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def list_checkpoints(output_dir):
+    paths = glob.glob(os.path.join(output_dir, "checkpoint-*.pt"))
+    return sorted((p for p in paths if re.search(r"checkpoint-\d+\.pt$", p)),
+                  key=lambda p: int(re.search(r"(\d+)\.pt$", p).group(1)))
+
+
+def load_file(path):
+    if not os.path.isfile(path):
+        raise SystemExit(f"checkpoint not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def resume(args, model, optimizer, *, scaler=None, ema=None):
+    """`--resume auto`: the latest checkpoint in --output_dir (fresh start if none); `--resume PATH`: that file.
+    Restores model, optimizer, scaler, EMA and RNG. Returns (start_epoch, extra dict)."""
+    if not args.resume:
+        return 0, {}
+    if args.resume == "auto":
+        found = list_checkpoints(args.output_dir)
+        if not found:
+            print0(f"[engine] --resume auto: no checkpoint in {args.output_dir}, starting fresh")
+            return 0, {}
+        path = found[-1]
+    else:
+        path = args.resume
+    ckpt = load_file(path)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise SystemExit(f"checkpoint {path} does not fit --model {args.model}: {e}") from None
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    if ema is not None and ckpt.get("ema"):
+        ema.load_state_dict(ckpt["ema"])
+    set_rng_state(ckpt["rng"])
+    print0(f"[engine] resumed from {path} (epoch {ckpt['epoch']} done, step {ckpt['step']})")
+    return ckpt["epoch"] + 1, ckpt.get("extra", {})
+
+
+def save_encoder(path, encoder, vit_config, source, args):
+    """The pre-trained encoder alone, as finetune.py (`--init`) and maskdistill.py (`--teacher`) load it:
+    {"model": vit.py-named state dict, "vit_config": ViTConfig fields, "source": script, "args": ...}."""
+    from dataclasses import asdict
+    atomic_save({"model": encoder.state_dict(), "vit_config": asdict(vit_config), "source": source,
+                 "args": plain(vars(args))}, path)
