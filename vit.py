@@ -267,12 +267,13 @@ class ViT(nn.Module):
         cls = self.cls_token if self.pos_embed is None else self.cls_token + self.pos_embed[:, :1]
         return torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
 
-    def forward_blocks(self, x):                                                      # (B, 1+n, D) -> same
+    def forward_blocks(self, x, final_norm=True):                                     # (B, 1+n, D) -> same
+        """norm_pre, the blocks, and (unless final_norm=False: a CLIP teacher's "before ln_post" target) norm."""
         x = self.norm_pre(x)
         bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None       # (H, 1+N, 1+N)
         for blk in self.blocks:
             x = blk(x, bias)
-        return self.norm(x)
+        return self.norm(x) if final_norm else x
 
     def forward_features(self, x, mask=None):
         """(B, C, H, W) [+ mask (B, N) bool] -> all tokens after the final norm, (B, 1+N, D)."""
@@ -333,14 +334,14 @@ def create_model(name, **overrides):
 def load_pretrained(model, state_dict):
     """Load an encoder saved by mae.py / maskdistill.py / timm / official MAE (vit.py names), adapting what
     fine-tuning legitimately changes and nothing else: position embeddings resized to the model's grid; a
-    head of another shape dropped (MAE main_finetune); final norm / CLIP proj dropped when the model has none
-    (MAE's and FT-CLIP's pooled heads). A new head / fc_norm may be missing. Any other mismatch raises a
-    ValueError naming the keys. Returns the dropped keys."""
+    head of another shape dropped (MAE main_finetune); final norm / CLIP proj / the pre-training mask token
+    dropped when the model has none (MAE's and FT-CLIP's pooled heads; BEiT fine-tuning). A new head /
+    fc_norm may be missing. Any other mismatch raises a ValueError naming the keys. Returns the dropped keys."""
     sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state_dict.items()}
     own = model.state_dict()
     if "pos_embed" in sd and "pos_embed" in own and sd["pos_embed"].shape != own["pos_embed"].shape:
         sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], model.patch_embed.grid_size)
-    dropped = [k for k in sd if k.startswith(("head.", "proj.", "norm.")) and
+    dropped = [k for k in sd if k.startswith(("head.", "proj.", "norm.", "mask_token")) and
                (k not in own or (k.startswith("head.") and sd[k].shape != own[k].shape))]
     for k in dropped:
         del sd[k]
