@@ -43,6 +43,8 @@ def common_parser(description):
                    "ImageNet-style folder with train/ and val/")
     g.add_argument("--data_root", default="./data", help="where cifar10/cifar100 live (or are downloaded to)")
     g.add_argument("--download", action="store_true", help="allow downloading cifar10/cifar100")
+    g.add_argument("--num_train", type=int, default=None, help="shapes only: training images (default 10000)")
+    g.add_argument("--num_val", type=int, default=None, help="shapes only: validation images (default 2000)")
     g.add_argument("--output_dir", default=None, help="checkpoints, metrics.jsonl, args.json (default: runs/<script>_<model>)")
     g.add_argument("--resume", default="", help="'' (fresh), 'auto' (latest checkpoint in --output_dir, if any), or a path")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
