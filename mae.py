@@ -1,0 +1,307 @@
+"""Masked Autoencoders Are Scalable Vision Learners (He et al., CVPR 2022, arXiv 2111.06377), in one file.
+
+  §3 Masking           random 75% of patches removed (masking.random_masking)
+  §3 MAE encoder       vit.py's ViT run on the visible patches (+ cls) only: no mask tokens
+  §3 MAE decoder       Linear to 512-d, shared learned mask token, fixed sin-cos positions, 8 blocks x 16 heads
+  §3 target / loss     pixels of each patch (per-patch normalized with --norm_pix_loss), MSE on removed patches only
+  App. A.1             xavier-uniform init, lr = blr x batch / 256, AdamW betas (0.9, 0.95), Table 8 recipe
+  Table 1(c)           --encoder_mask_tokens: the encoder sees all patches with mask tokens (the slow way)
+
+Run (CPU quick start, built-in `shapes` data; writes runs/mae_mae_vit_mini/{checkpoint-*.pt,encoder.pt,recon_epochNNN.png}):
+    python mae.py --model mae_vit_mini
+Real run (MAE PRETRAIN.md: 64 GPUs x 64 = 4096; on 8 GPUs use --accum_iter 8):
+    torchrun --nproc_per_node=8 mae.py --model mae_vit_large_patch16 --data /path/to/imagenet --batch_size 64 --accum_iter 8
+Benchmark (Table 1c/2 speed-up on this machine): python mae.py --benchmark
+
+Shape legend: B batch, C channels, P patch, N patches, N_vis visible patches, D encoder width, Dd decoder width.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+import torch
+import torch.nn as nn
+
+import engine
+from data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, build_transform
+from masking import random_masking
+from vit import PRESETS as VIT_PRESETS
+from vit import Block, ViT, ViTConfig, sincos_pos_embed_2d
+
+
+def patchify(imgs, p):
+    """(B, C, H, W) -> (B, N, P*P*C), patches row-major, pixels channel-last within a patch (MAE's layout)."""
+    B, C, H, W = imgs.shape
+    h, w = H // p, W // p
+    x = imgs.reshape(B, C, h, p, w, p).permute(0, 2, 4, 3, 5, 1)          # (B, h, w, P, P, C)
+    return x.reshape(B, h * w, p * p * C)
+
+
+def unpatchify(x, p, channels=3):
+    """(B, N, P*P*C) -> (B, C, H, W); the exact inverse of patchify for a square grid."""
+    B, N, _ = x.shape
+    h = w = int(N ** 0.5)
+    x = x.reshape(B, h, w, p, p, channels).permute(0, 5, 1, 3, 2, 4)       # (B, C, h, P, w, P)
+    return x.reshape(B, channels, h * p, w * p)
+
+
+class MaskedAutoencoder(nn.Module):
+    """MAE §3: an asymmetric encoder-decoder. `model(imgs, mask_ratio)` -> (loss, pred (B, N, P*P*C), mask (B, N))."""
+
+    def __init__(self, encoder_cfg, decoder_dim=512, decoder_depth=8, decoder_heads=16, norm_pix_loss=True,
+                 encoder_mask_tokens=False):
+        super().__init__()
+        # MAE App. A.1: sin-cos positions in encoder and decoder; no drop path in pre-training.
+        self.encoder = ViT(replace(encoder_cfg, pos_embed="sincos", num_classes=0, global_pool="token",
+                                   drop_path=0.0, mask_token=encoder_mask_tokens))
+        self.norm_pix_loss, self.encoder_mask_tokens = norm_pix_loss, encoder_mask_tokens
+        self.patch_size, self.in_chans = encoder_cfg.patch_size, encoder_cfg.in_chans
+        grid = self.encoder.patch_embed.grid_size
+        D, N, Dd = encoder_cfg.embed_dim, self.encoder.patch_embed.num_patches, decoder_dim
+        # ---- decoder (§3 "MAE decoder"): only used in pre-training, ~10% of the encoder's per-token compute
+        self.decoder_embed = nn.Linear(D, Dd)                                   # encoder width -> decoder width
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))                  # one shared, learned [M]
+        self.decoder_pos_embed = nn.Parameter(sincos_pos_embed_2d(Dd, *grid).unsqueeze(0), requires_grad=False)
+        dec_cfg = replace(encoder_cfg, embed_dim=Dd, num_heads=decoder_heads, mlp_dim=4 * Dd, drop_path=0.0)
+        self.decoder_blocks = nn.ModuleList(Block(Dd, decoder_heads, 4 * Dd, dec_cfg) for _ in range(decoder_depth))
+        self.decoder_norm = nn.LayerNorm(Dd, eps=encoder_cfg.norm_eps)
+        self.decoder_pred = nn.Linear(Dd, self.patch_size ** 2 * self.in_chans)   # pixels of one patch
+        self.initialize_weights(N)
+
+    def initialize_weights(self, N):
+        """MAE App. A.1 / models_mae.py: xavier_uniform for every Linear (and the patch conv viewed as one),
+        zero biases, tokens N(0, 0.02), sin-cos position tables (set in ViT / __init__)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        conv = self.encoder.patch_embed.proj
+        conv.reset_parameters()                                  # MAE keeps PyTorch's default conv bias init
+        nn.init.xavier_uniform_(conv.weight.view(conv.weight.shape[0], -1))    # as a Linear (D, C*P*P)
+        for t in [self.encoder.cls_token, self.mask_token, self.encoder.mask_token]:
+            if t is not None:
+                nn.init.normal_(t, std=0.02)
+
+    def no_weight_decay(self):
+        return {"pos_embed", "cls_token", "mask_token", "decoder_pos_embed"}
+
+    def forward_encoder(self, imgs, mask_ratio):
+        x = self.encoder.embed_patches(imgs)                                    # (B, N, D), positions added
+        x_vis, mask, ids_restore = random_masking(x, mask_ratio)               # (B, N_vis, D), (B, N), (B, N)
+        if self.encoder_mask_tokens:                                            # Table 1c "encoder w/ [M]"
+            return self.encoder.forward_features(imgs, mask), mask, ids_restore    # (B, 1+N, D)
+        return self.encoder.forward_blocks(self.encoder.prepend_cls(x_vis)), mask, ids_restore   # (B, 1+N_vis, D)
+
+    def forward_decoder(self, x, ids_restore):
+        x = self.decoder_embed(x)                                              # (B, 1+N_vis, Dd)
+        B, N = ids_restore.shape
+        if not self.encoder_mask_tokens:
+            # §3 "Simple implementation": append mask tokens, then unshuffle to align tokens with their targets
+            tokens = torch.cat([x[:, 1:], self.mask_token.to(x.dtype).expand(B, N + 1 - x.shape[1], -1)], dim=1)   # (B, N, Dd)
+            tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+            x = torch.cat([x[:, :1], tokens], dim=1)                           # (B, 1+N, Dd)
+        x = x + self.decoder_pos_embed
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:]                  # (B, N, P*P*C), cls dropped
+
+    def target(self, imgs):
+        """§3 "Reconstruction target": the patch pixels; with norm_pix_loss each patch is normalized by its own
+        mean and (unbiased) variance, eps 1e-6 inside the sqrt, as in models_mae.py."""
+        t = patchify(imgs, self.patch_size)                                    # (B, N, P*P*C)
+        if self.norm_pix_loss:
+            mean, var = t.mean(dim=-1, keepdim=True), t.var(dim=-1, keepdim=True)
+            t = (t - mean) / (var + 1e-6) ** 0.5
+        return t
+
+    def forward_loss(self, imgs, pred, mask):
+        """MSE per patch, averaged over removed patches only (§3, like BERT): sum(loss * mask) / sum(mask)."""
+        loss = ((pred.float() - self.target(imgs.float())) ** 2).mean(dim=-1)  # (B, N)
+        m = mask.float()
+        return (loss * m).sum() / m.sum()
+
+    def forward(self, imgs, mask_ratio=0.75):
+        latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio)
+        pred = self.forward_decoder(latent, ids_restore)
+        return self.forward_loss(imgs, pred, mask), pred, mask
+
+
+# ----------------------------------------------------------------------------- presets
+
+MAE_PRESETS = {   # encoder = a vit.py preset; decoder per MAE App. A.1 (512-d, 8 blocks, 16 heads)
+    "mae_vit_base_patch16": dict(encoder="vit_base_patch16", decoder_dim=512, decoder_depth=8, decoder_heads=16),
+    "mae_vit_large_patch16": dict(encoder="vit_large_patch16", decoder_dim=512, decoder_depth=8, decoder_heads=16),
+    "mae_vit_huge_patch14": dict(encoder="vit_huge_patch14", decoder_dim=512, decoder_depth=8, decoder_heads=16),
+    "mae_vit_mini": dict(encoder="vit_mini", decoder_dim=128, decoder_depth=2, decoder_heads=4),     # 32 px, CPU
+    "mae_vit_test": dict(encoder="vit_test", decoder_dim=32, decoder_depth=1, decoder_heads=2),      # tests
+}
+
+
+def create_mae(name, norm_pix_loss=True, encoder_mask_tokens=False, **overrides):
+    """`create_mae("mae_vit_base_patch16", encoder_mask_tokens=True)`; other overrides go to the decoder
+    (decoder_dim/depth/heads) or to the encoder's ViTConfig (e.g. img_size)."""
+    if name not in MAE_PRESETS:
+        raise ValueError(f"unknown model '{name}'; choose one of: {', '.join(MAE_PRESETS)}")
+    spec = dict(MAE_PRESETS[name])
+    dec = {k: overrides.pop(k, spec[k]) for k in ["decoder_dim", "decoder_depth", "decoder_heads"]}
+    cfg = ViTConfig(**{**VIT_PRESETS[spec["encoder"]], **overrides})
+    return MaskedAutoencoder(cfg, norm_pix_loss=norm_pix_loss, encoder_mask_tokens=encoder_mask_tokens, **dec)
+
+
+# MAE Table 8 / PRETRAIN.md: blr 1.5e-4 (x batch/256), wd 0.05, betas (0.9, 0.95), batch 4096 (64 per GPU on
+# 64 GPUs), warmup 40, 800 epochs (1600 for the released weights), min lr 0, no clipping.
+_MAE_RECIPE = dict(epochs=800, warmup_epochs=40, blr=1.5e-4, lr_batch=256, weight_decay=0.05, betas=(0.9, 0.95),
+                   batch_size=64, min_lr=0.0, clip_grad=None, mask_ratio=0.75, norm_pix_loss=True)
+PRESETS = {name: dict(_MAE_RECIPE) for name in MAE_PRESETS}
+# NOTE(paper): laptop presets are ours, not the paper's: a short schedule needs a higher base lr.
+PRESETS["mae_vit_mini"].update(epochs=20, warmup_epochs=2, blr=1.5e-3, batch_size=128, save_every=5)
+PRESETS["mae_vit_test"].update(epochs=2, warmup_epochs=1, blr=1.5e-3, batch_size=16, num_workers=0)
+
+
+# ----------------------------------------------------------------------------- reconstructions
+
+@torch.no_grad()
+def save_reconstructions(model, imgs, path, mask_ratio, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=0):
+    """PNG with one column per image and four rows: masked input (removed patches black) | reconstruction |
+    reconstruction with the visible patches pasted back | original. With norm_pix_loss the prediction is
+    per-patch normalized; it is shown de-normalized with each patch's true mean/std (as users of the MAE
+    code do, issue #153): the model learns structure within a patch, not its mean colour."""
+    from torchvision.utils import save_image
+    was_training = model.training
+    model.eval()
+    rng = torch.get_rng_state()
+    torch.manual_seed(seed)                                                    # the same masks at every epoch
+    _, pred, mask = model(imgs, mask_ratio)
+    torch.set_rng_state(rng)
+    model.train(was_training)
+    p, C = model.patch_size, model.in_chans
+    orig = patchify(imgs, p)                                                   # (B, N, P*P*C)
+    if model.norm_pix_loss:
+        pred = pred * (orig.var(-1, keepdim=True) + 1e-6) ** 0.5 + orig.mean(-1, keepdim=True)
+    m = mask.unsqueeze(-1).to(orig.dtype)                                      # (B, N, 1), 1 = removed
+    mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+
+    def to_img(t):                                                             # (B, N, P*P*C) -> (B, C, H, W) in [0, 1]
+        return (unpatchify(t, p, C).float().cpu() * std_t + mean_t).clamp(0, 1)
+    removed = unpatchify(m.expand_as(orig), p, C).float().cpu()
+    rows = [to_img(orig) * (1 - removed), to_img(pred), to_img(orig * (1 - m) + pred * m), to_img(orig)]
+    save_image(torch.cat(rows), path, nrow=len(imgs), padding=1)
+
+
+# ----------------------------------------------------------------------------- FLOPs and benchmark
+
+def mae_flops(name, encoder_mask_tokens, mask_ratio=0.75, img_size=None):
+    """Forward multiply-adds (G) of one MAE pre-training step on one image, counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.device("meta"):
+        model = create_mae(name, encoder_mask_tokens=encoder_mask_tokens, **({"img_size": img_size} if img_size else {}))
+        x = torch.empty(1, 3, model.encoder.cfg.img_size, model.encoder.cfg.img_size)
+    with FlopCounterMode(display=False) as counter:
+        model(x, mask_ratio)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def benchmark(argv):
+    """MAE Table 1c / Table 2 on this machine: one training step (fwd+bwd) of MAE ViT-B/16 at 224, visible-only
+    encoder vs --encoder_mask_tokens, interleaved repeats, median; plus the FLOPs ratio for B and L."""
+    p = argparse.ArgumentParser(description=benchmark.__doc__)
+    p.add_argument("--benchmark", action="store_true")
+    p.add_argument("--model", default="mae_vit_base_patch16")
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--img_size", type=int, default=None)
+    a = p.parse_args(argv)
+    torch.manual_seed(0)
+    fast = create_mae(a.model, **({"img_size": a.img_size} if a.img_size else {}))
+    slow = create_mae(a.model, encoder_mask_tokens=True, **({"img_size": a.img_size} if a.img_size else {}))
+    slow.load_state_dict(fast.state_dict(), strict=False)
+    size = fast.encoder.cfg.img_size
+    x = torch.randn(a.batch_size, 3, size, size)
+    times = {"visible-only": [], "w/ [M]": []}
+    for r in range(a.repeats + 1):                                   # first round = warm-up, not counted
+        for label, m in [("visible-only", fast), ("w/ [M]", slow)]:
+            t0 = time.perf_counter()
+            loss, _, _ = m(x)
+            loss.backward()
+            if r:
+                times[label].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{a.model} @ {size}px, batch {a.batch_size}, {torch.get_num_threads()} threads, fwd+bwd median of {a.repeats}:")
+    for k, v in med.items():
+        print(f"  {k:13s} {v * 1000:8.1f} ms/step  {a.batch_size / v:7.1f} img/s")
+    print(f"  wall-clock speed-up of the visible-only encoder: {med['w/ [M]'] / med['visible-only']:.2f}x (MAE Table 2: 2.8-4.1x)")
+    for name in [a.model, "mae_vit_large_patch16"]:
+        f_vis, f_m = mae_flops(name, False), mae_flops(name, True)
+        print(f"  {name}: forward GFLOPs {f_vis:.1f} visible-only vs {f_m:.1f} w/ [M]: {f_m / f_vis:.2f}x (MAE Table 1c: 3.3x)")
+    return med
+
+
+# ----------------------------------------------------------------------------- training script
+
+def get_args(argv=None):
+    p = engine.common_parser("MAE pre-training (He et al. 2022).")
+    g = p.add_argument_group("MAE (§3, App. A.1)")
+    g.add_argument("--mask_ratio", type=float, default=0.75, help="fraction of patches removed (§4.1, Fig. 5)")
+    g.add_argument("--norm_pix_loss", action=argparse.BooleanOptionalAction, default=True, help="per-patch normalized pixel target (Table 1d)")
+    g.add_argument("--encoder_mask_tokens", action="store_true", help="Table 1c ablation: encoder runs on all tokens with [M]")
+    g.add_argument("--img_size", type=int, default=None, help="input resolution (default: the encoder preset's)")
+    return engine.parse_args(p, PRESETS, argv, script="mae")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if "--benchmark" in argv:
+        return benchmark(argv)
+    args = get_args(argv)
+    ctx = engine.setup(args)
+    model = create_mae(args.model, norm_pix_loss=args.norm_pix_loss, encoder_mask_tokens=args.encoder_mask_tokens,
+                       **({"img_size": args.img_size} if args.img_size else {})).to(ctx.device)
+    img_size = model.encoder.cfg.img_size
+    # MAE App. A.1 / Table 1e: RandomResizedCrop(0.2, 1) + flip only; ImageNet mean/std.
+    data_kw = dict(img_size=img_size, data_root=args.data_root, download=args.download, num_train=args.num_train,
+                   num_val=args.num_val)
+    train_set = build_dataset(args.data, "train", build_transform("pretrain", img_size), **data_kw)
+    loader = engine.train_loader(train_set, args, ctx)
+    steps_per_epoch = len(loader) // args.accum_iter
+    if steps_per_epoch == 0:
+        raise SystemExit(f"{len(train_set)} images is less than one step of {args.eff_batch_size}; lower --batch_size")
+    val_set = build_dataset(args.data, "val", build_transform("eval", img_size, crop_pct=1.0), **data_kw)
+    recon_imgs = torch.stack([val_set[i][0] for i in range(min(8, len(val_set)))]).to(ctx.device)
+
+    optimizer = torch.optim.AdamW(engine.param_groups(model, args.weight_decay), lr=args.lr, betas=args.betas)
+    start_epoch, _ = engine.resume(args, model, optimizer)
+    train_model = engine.wrap_model(model, ctx, args)
+    log = engine.MetricsLog(args.output_dir, ctx)
+    engine.print0(f"[mae] {args.model}: {sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M "
+                  f"trainable params, {len(train_set)} images, {steps_per_epoch} steps/epoch, mask ratio {args.mask_ratio}")
+
+    def loss_fn(m, batch):
+        loss, _, _ = m(batch[0].to(ctx.device, non_blocking=True), mask_ratio=args.mask_ratio)
+        return loss, {}
+
+    for epoch in range(start_epoch, args.epochs):
+        loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log)
+        engine.print0(f"[mae] epoch {epoch}: mean loss {loss:.4f}")
+        done = engine.finished(args, epoch, steps_per_epoch)
+        if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs or done:
+            step = min((epoch + 1) * steps_per_epoch, args.max_steps or 10 ** 12)
+            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step)
+            if ctx.is_master:   # the encoder alone, for finetune.py --init and maskdistill.py --teacher
+                engine.save_encoder(os.path.join(args.output_dir, "encoder.pt"), model.encoder, model.encoder.cfg, "mae.py", args)
+                save_reconstructions(model, recon_imgs, os.path.join(args.output_dir, f"recon_epoch{epoch:03d}.png"),
+                                     args.mask_ratio)
+        if done:
+            break
+    engine.cleanup()
+    return model
+
+
+if __name__ == "__main__":
+    main()

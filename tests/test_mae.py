@@ -1,0 +1,156 @@
+"""mae.py: MAE §3 exactly (patchify, loss on removed patches only, norm-pix target, Table 1c FLOPs), and the
+script end to end (checkpoint/metrics/PNG, exact resume, torchrun, a corrupt image in a folder)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import mae
+from mae import create_mae, mae_flops, patchify, unpatchify
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_patchify_unpatchify_identity_and_channel_last_layout():
+    x = torch.randn(2, 3, 32, 32)
+    p = patchify(x, 8)
+    assert p.shape == (2, 16, 8 * 8 * 3)
+    assert torch.equal(unpatchify(p, 8), x)
+    # MAE layout (reference §1.2): pixel (i, j) channel c of patch (r, s) sits at index (i*P + j)*3 + c
+    r, s, i, j, c = 1, 2, 3, 5, 2
+    assert p[0, r * 4 + s, (i * 8 + j) * 3 + c] == x[0, c, r * 8 + i, s * 8 + j]
+
+
+def test_loss_ignores_visible_patches_and_is_mean_over_removed():
+    torch.manual_seed(0)
+    m = create_mae("mae_vit_test")
+    imgs = torch.randn(2, 3, 32, 32)
+    torch.manual_seed(1)
+    loss, pred, mask = m(imgs, 0.75)
+    changed = pred.detach().clone()
+    changed[~mask] += 10.0                                       # visible patches: must not matter
+    assert torch.equal(m.forward_loss(imgs, changed, mask), m.forward_loss(imgs, pred.detach(), mask))
+    per_patch = ((pred.detach() - m.target(imgs)) ** 2).mean(-1)   # (B, N)
+    torch.testing.assert_close(loss.detach(), per_patch[mask].mean())
+    assert int(mask.sum()) == 2 * (16 - 4)                       # 75% of 16 patches removed per image
+
+
+def test_norm_pix_target_has_per_patch_mean_0_var_1():
+    m = create_mae("mae_vit_test", norm_pix_loss=True)
+    t = m.target(torch.rand(3, 3, 32, 32) * 5 + 2)
+    torch.testing.assert_close(t.mean(-1), torch.zeros(3, 16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(t.var(-1), torch.ones(3, 16), atol=1e-3, rtol=0)   # unbiased var, eps 1e-6
+    raw = create_mae("mae_vit_test", norm_pix_loss=False)
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(raw.target(x), patchify(x, 8))
+
+
+def test_flops_ratio_vit_l_with_vs_without_encoder_mask_tokens_is_3_3():
+    ratio = mae_flops("mae_vit_large_patch16", True) / mae_flops("mae_vit_large_patch16", False)
+    assert abs(ratio - 3.3) <= 0.2                                # MAE Table 1c: 3.3x
+
+
+def test_parameter_counts_match_mae_reference():
+    with torch.device("meta"):
+        b = create_mae("mae_vit_base_patch16")
+    trainable = sum(p.numel() for p in b.parameters() if p.requires_grad)
+    assert trainable == 111_655_680                               # reference §1.1: 85,647,360 + 26,008,320
+    assert sum(p.numel() for p in b.encoder.parameters() if p.requires_grad) == 85_647_360
+
+
+def test_encoder_mask_tokens_variant_sees_all_patches():
+    m = create_mae("mae_vit_test", encoder_mask_tokens=True)
+    latent, mask, _ = m.forward_encoder(torch.randn(2, 3, 32, 32), 0.75)
+    assert latent.shape == (2, 17, 64)
+    fast = create_mae("mae_vit_test")
+    assert fast.forward_encoder(torch.randn(2, 3, 32, 32), 0.75)[0].shape == (2, 5, 64)
+
+
+def test_tiny_mae_overfits_one_batch():
+    torch.manual_seed(0)
+    m = create_mae("mae_vit_test", norm_pix_loss=False)
+    imgs = torch.rand(8, 3, 32, 32)
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0.0)
+    losses = []
+    for _ in range(300):
+        torch.manual_seed(123)                                    # the same masks every step: memorise them
+        loss, _, _ = m(imgs, 0.75)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 5, (losses[0], losses[-1])
+
+
+def _run(tmp_path, *extra, name="run"):
+    out = tmp_path / name
+    argv = ["--model", "mae_vit_test", "--data", "shapes", "--num_train", "64", "--num_val", "16",
+            "--batch_size", "16", "--epochs", "3", "--log_every", "1", "--num_workers", "0",
+            "--output_dir", str(out), *extra]
+    mae.main(argv)
+    return out
+
+
+def _losses(out):
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    return {r["step"]: r["loss"] for r in rows}                   # a resumed run's later lines win
+
+
+def test_cli_pretraining_writes_checkpoint_metrics_png_and_encoder(tmp_path):
+    out = _run(tmp_path)
+    files = set(os.listdir(out))
+    assert {"args.json", "metrics.jsonl", "encoder.pt", "checkpoint-0002.pt", "recon_epoch002.png"} <= files
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == list(range(1, 13)) and all({"epoch", "loss", "lr"} <= set(r) for r in rows)
+    enc = torch.load(out / "encoder.pt", weights_only=True)
+    assert enc["source"] == "mae.py" and enc["vit_config"]["embed_dim"] == 64 and "blocks.0.attn.qkv.weight" in enc["model"]
+    ckpt = torch.load(out / "checkpoint-0002.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 12 and ckpt["args"]["model"] == "mae_vit_test"
+    from PIL import Image
+    w, h = Image.open(out / "recon_epoch002.png").size
+    assert h > 4 * 32 and w > 8 * 32                              # four rows of eight 32 px images
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_resume_after_kill_equals_uninterrupted_bitwise(tmp_path, workers):
+    straight = _losses(_run(tmp_path, "--num_workers", workers, name="straight"))
+    # "killed" after 2 of 3 epochs (8 of 12 steps), then resumed from its last checkpoint
+    _run(tmp_path, "--num_workers", workers, "--max_steps", "8", name="killed")
+    killed = tmp_path / "killed"
+    assert max(_losses(killed)) == 8
+    _run(tmp_path, "--num_workers", workers, "--resume", "auto", name="killed")
+    resumed = _losses(killed)
+    assert [resumed[s] for s in range(9, 13)] == [straight[s] for s in range(9, 13)]   # bitwise, not approx
+
+
+def test_torchrun_two_processes_keep_identical_parameters(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           os.path.join(REPO, "tests", "ddp_driver.py"), "mae", "--model", "mae_vit_test", "--data", "shapes",
+           "--num_train", "64", "--num_val", "8", "--batch_size", "8", "--epochs", "1", "--num_workers", "0",
+           "--output_dir", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    first = create_mae("mae_vit_test").state_dict()
+    assert not torch.equal(a["decoder_pred.weight"], first["decoder_pred.weight"])   # it did train
+    assert "2 process(es)" in r.stdout
+
+
+def test_corrupt_jpeg_in_image_folder_is_skipped_with_a_warning(tmp_path):
+    from data import main as data_main
+    root = tmp_path / "folder"
+    data_main(["--data", "shapes", "--num_train", "40", "--num_val", "10", "--export", str(root)])
+    cls = sorted(os.listdir(root / "train"))[0]
+    bad = root / "train" / cls / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    cmd = [sys.executable, "mae.py", "--model", "mae_vit_test", "--data", str(root), "--batch_size", "41",
+           "--epochs", "1", "--num_workers", "0", "--output_dir", str(tmp_path / "out")]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "corrupt.jpg" in r.stderr                              # one warning naming the file
