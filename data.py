@@ -1,29 +1,30 @@
 """Where images come from, and the papers' transforms.
 
-Datasets (`build_dataset`):
-  shapes     built in, offline, deterministic from a seed: 10 classes of geometric shapes with random colour,
-             size, position, rotation and mirror on random gradient + stripe backgrounds. Colour and size are
-             drawn independently of the class, so only shape solves it. 10,000 train / 2,000 val at 32 px by
-             default (one epoch of a `_mini` model is well under a minute on 2 CPU cores).
-  cifar10/100  torchvision; downloaded only with --download (else a clear error saying where the files go)
-  a folder   ImageNet layout DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg (torchvision ImageFolder); an
-             unreadable image is skipped with one warning naming it, so one bad JPEG cannot kill a long run
+Datasets (`build_dataset(data, split, transform)`, each with `.classes` and `.targets`):
+  shapes       built in, offline, deterministic from a seed (`make_shapes`): 10 classes of geometric shapes with
+               random colour, size, position, rotation and mirror on random gradient + stripe backgrounds. Colour,
+               size and background are drawn independently of the class, so only the outline solves it (a colour-
+               statistics classifier is at chance, a 3-layer CNN is far above: tests/test_data.py). 10,000 train /
+               2,000 val at 32 px by default; generating them takes about a second.
+  cifar10/100  torchvision; downloaded only with --download (else a clear error saying where the files go).
+  a folder     ImageNet layout DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg (torchvision ImageFolder); an
+               unreadable image is skipped with one warning naming it, so one bad JPEG cannot kill a long run.
+`subset_fraction` keeps a class-stratified fraction of the labels (the "fine-tune on 10% of ImageNet" setting).
 
-Transforms (`build_transform`):
-  pretrain   RandomResizedCrop(scale 0.2-1, bicubic) + flip, no colour jitter (MAE App. A.1, Table 1e);
-             MaskDistill App. A adds colour jitter 0.4
-  finetune   timm's `rand-m9-mstd0.5-inc1` RandAugment + RandomErasing 0.25 'pixel' (MAE Table 9, FT-CLIP
-             Table 10): timm.data.create_transform, exactly what the papers ran. torchvision's RandAugment
-             magnitude 9 is on a 31-bin scale, about a third as strong, and has no magnitude std.
-  linprobe   RandomResizedCrop + flip only (MAE App. A.1 linear probing)
-  eval       resize to img_size / crop_pct, center crop (MAE 0.875: 256 -> 224; FT-CLIP 1.0: 224 -> 224)
+Transforms (`build_transform(kind, img_size)`):
+  pretrain   RandomResizedCrop(scale 0.2-1, bicubic) + flip, no colour jitter (MAE App. A.1 / Table 8; Table 1e);
+             MaskDistill App. A adds colour jitter 0.4 (`color_jitter=0.4`) and normalises the views itself
+             (`mean=None`).
+  finetune   timm's RandAugment `rand-m9-mstd0.5-inc1` + RandomErasing 0.25 'pixel' (MAE App. A.1 / Table 9,
+             FT-CLIP §2.1 / Table 10): timm.data.create_transform, exactly what both papers ran.
+  linprobe   RandomResizedCrop + flip only (MAE App. A.1 / Table 10, linear probing).
+  eval       resize to img_size / crop_pct, center crop (MAE 0.875: 256 -> 224; FT-CLIP 1.0: 224 -> 224).
 
-Run: `python data.py --data shapes --out shapes.png` (a labelled sample grid);
-     `python data.py --data shapes --export DIR` (writes shapes as an ImageFolder).
-Shape legend: N images, H x W pixels, K classes.
+Run:  python data.py --data shapes --out shapes.png      # a labelled 8x8 sample grid
+      python data.py --data shapes --export DIR          # write shapes as an ImageFolder DIR/{train,val}/<class>/
+Shape legend: N images, H x W pixels, S = supersampled side, m images of one class in a chunk.
 """
 import argparse
-import functools
 import math
 import os
 import sys
@@ -44,6 +45,7 @@ class DataError(ValueError):
 
 # ----------------------------------------------------------------------------- shapes
 
+# Outlines that stay distinguishable under any rotation at 32 px (no square *and* diamond: a rotated square is one).
 SHAPES_CLASSES = ["circle", "ring", "square", "triangle", "star", "cross", "crescent", "semicircle", "arrow", "L-shape"]
 
 
@@ -57,7 +59,7 @@ def _polygon(k, r=1.0, inner=None):
 
 _POLYGONS = {   # in the shape's own frame, spanning about [-1, 1]
     "square": np.array([[-.8, -.8], [.8, -.8], [.8, .8], [-.8, .8]]),
-    "triangle": _polygon(3) + [0, -0.25],                      # centroid moved to the middle
+    "triangle": _polygon(3) + [0, -0.25],                      # vertices span y in [-0.5, 1]: centre the box
     "star": _polygon(5, 1.0, 0.42),
     "arrow": np.array([[-1, -.22], [.15, -.22], [.15, -.6], [1, 0], [.15, .6], [.15, .22], [-1, .22]]),
     "L-shape": np.array([[-.75, .9], [-.2, .9], [-.2, -.35], [.75, -.35], [.75, -.9], [-.75, -.9]]),
@@ -70,13 +72,12 @@ def _inside_polygon(u, v, verts):
     for (x1, y1), (x2, y2) in zip(verts.tolist(), np.roll(verts, -1, axis=0).tolist()):   # python floats: stay float32
         if y1 == y2:
             continue
-        crosses = ((y1 > v) != (y2 > v)) & (u < (x2 - x1) * (v - y1) / (y2 - y1) + x1)
-        inside ^= crosses
+        inside ^= ((y1 > v) != (y2 > v)) & (u < (x2 - x1) * (v - y1) / (y2 - y1) + x1)
     return inside
 
 
 def _inside(kind, u, v):
-    """Inside test for one class in the shape's frame (u, v: (n, S, S))."""
+    """Inside test for one class in the shape's frame (u, v: (m, S, S))."""
     r = np.hypot(u, v)
     if kind == "circle":
         return r <= 1
@@ -91,63 +92,76 @@ def _inside(kind, u, v):
     return _inside_polygon(u, v, _POLYGONS[kind])
 
 
-@functools.lru_cache(maxsize=4)
+def _segment_distance(p, a, b):
+    """Distance from colours p to the segment [a, b] (all (N, 3)): how close fg gets to the gradient bg0 -> bg1."""
+    d = b - a
+    t = np.clip(((p - a) * d).sum(1) / np.maximum((d * d).sum(1), 1e-9), 0, 1)[:, None]
+    return np.linalg.norm(p - (a + t * d), axis=1)
+
+
 def make_shapes(num_images, img_size=32, seed=0, supersample=2):
     """(images uint8 (N, H, W, 3), labels int64 (N,)), deterministic in (num_images, img_size, seed).
-    Rendered `supersample` times larger and box-filtered down (anti-aliasing), class by class, vectorised."""
+    Rendered `supersample` times larger and box-filtered down (anti-aliasing), one class at a time, vectorised."""
     rng = np.random.default_rng(seed)
     K, S, n = len(SHAPES_CLASSES), img_size * supersample, num_images
     labels = rng.permutation(np.arange(n) % K)                                       # balanced classes
-    # Everything but the class is drawn for all images at once, independently of the label.
-    radius = rng.uniform(0.35, 0.8, n)                                               # shape size (fraction of side)
-    center = rng.uniform(-1, 1, (n, 2)) * (1 - radius)[:, None] * 0.9                # mostly inside the image
-    angle, mirror = rng.uniform(0, 2 * np.pi, n), rng.random(n) < 0.5
-    bg0, bg1, fg = rng.random((n, 3)), rng.random((n, 3)), rng.random((n, 3))
-    for _ in range(20):                                                              # foreground must contrast with background
-        close = np.linalg.norm(fg - (bg0 + bg1) / 2, axis=1) < 0.45
+    # Everything but the class is drawn for all images at once and independently of the label, so colour, size,
+    # position and background carry no class information: only the outline does.
+    radius = rng.uniform(0.35, 0.8, n)                                               # shape spans 35-80% of the side
+    center = rng.uniform(-1, 1, (n, 2)) * (1 - radius)[:, None] * 0.9                # (mostly) inside the image
+    angle, mirror = rng.uniform(0, 2 * np.pi, n), rng.random(n) < 0.5                # mirror: the L-shape is chiral
+    bg0, bg1, fg = rng.random((n, 3)), rng.random((n, 3)), rng.random((n, 3))        # RGB in [0, 1]
+    for _ in range(50):       # the shape must stand out on all of its gradient: redraw fg while too close to it
+        close = _segment_distance(fg, bg0, bg1) < 0.4
         if not close.any():
             break
         fg[close] = rng.random((int(close.sum()), 3))
-    grad_dir, stripe_dir = rng.uniform(0, 2 * np.pi, n), rng.uniform(0, 2 * np.pi, n)
-    stripe_freq, stripe_amp, stripe_phase = rng.uniform(3, 12, n), rng.uniform(0, 0.15, n), rng.uniform(0, 2 * np.pi, n)
-    noise = rng.normal(0, 0.025, (n, img_size, img_size, 1)).astype(np.float32)
+    grad_dir, stripe_dir, stripe_phase = rng.uniform(0, 2 * np.pi, (3, n))
+    stripe_freq, stripe_amp = rng.uniform(3, 12, n), rng.uniform(0, 0.15, n)        # 1-4 stripes, faint to clear
+    noise = 0.025 * rng.standard_normal((n, img_size, img_size), dtype=np.float32)   # (N, H, W) pixel noise
 
     def grid(size):                                                                  # pixel centres in [-1, 1]
         g = ((np.arange(size) + 0.5) / size * 2 - 1).astype(np.float32)
-        return np.meshgrid(g, g, indexing="xy")                                      # x: column, y: row
+        return np.meshgrid(g, g, indexing="xy")                                      # x: column, y: row, (size, size)
+
+    def col(a):                                                                      # (m,) -> (m, 1, 1) float32
+        return a.astype(np.float32)[:, None, None]
+
     xs, ys = grid(S)
-    f32 = lambda a: a.astype(np.float32)[:, None, None]                             # noqa: E731  (m,) -> (m, 1, 1)
     coverage = np.zeros((n, img_size, img_size), dtype=np.float32)                   # fraction of each pixel covered
     for k, kind in enumerate(SHAPES_CLASSES):
-        for idx in np.array_split(np.flatnonzero(labels == k), max(1, (labels == k).sum() // 256)):
+        ids = np.flatnonzero(labels == k)
+        for idx in np.array_split(ids, max(1, len(ids) // 256)):                     # chunks bound the memory
             if len(idx) == 0:
                 continue
-            dx, dy = xs[None] - f32(center[idx, 0]), ys[None] - f32(center[idx, 1])  # (m, S, S)
-            c, s, R = f32(np.cos(angle[idx])), f32(np.sin(angle[idx])), f32(radius[idx])
-            u, v = (dx * c + dy * s) / R, (-dx * s + dy * c) / R                    # rotate into the shape frame
-            u = np.where(mirror[idx, None, None], -u, u)
-            m = _inside(kind, u, v).astype(np.float32)                               # (m, S, S)
+            dx, dy = xs - col(center[idx, 0]), ys - col(center[idx, 1])              # (m, S, S)
+            c, s, R = col(np.cos(angle[idx])), col(np.sin(angle[idx])), col(radius[idx])
+            u, v = (dx * c + dy * s) / R, (dy * c - dx * s) / R                      # rotate + scale into shape frame
+            u *= col(np.where(mirror[idx], -1.0, 1.0))
+            m = _inside(kind, u, v).astype(np.float32)                               # (m, S, S) in {0, 1}
             coverage[idx] = m.reshape(len(idx), img_size, supersample, img_size, supersample).mean((2, 4))
-    x, y = grid(img_size)
-    t = (x[None] * f32(np.cos(grad_dir)) + y[None] * f32(np.sin(grad_dir)) + 1) / 2   # (N, H, W) in [0, 1]
-    stripes = f32(stripe_amp) * np.sin(f32(stripe_freq) * (x[None] * f32(np.cos(stripe_dir)) +
-                                                           y[None] * f32(np.sin(stripe_dir))) + f32(stripe_phase))
-    bg = f32(bg0) + f32(bg1 - bg0) * t[..., None] + stripes[..., None]               # gradient + stripes (N, H, W, 3)
-    img = bg * (1 - coverage[..., None]) + f32(fg) * coverage[..., None] + noise
-    images = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)                   # (N, H, W, 3)
-    images.flags.writeable = labels.flags.writeable = False                          # cached: never modified
+    # Background: a linear gradient bg0 -> bg1 in a random direction, plus sinusoidal stripes and pixel noise.
+    x, y = grid(img_size)                                                            # (H, W)
+    t = (x * col(np.cos(grad_dir)) + y * col(np.sin(grad_dir)) + 1) / 2               # (N, H, W), about [0, 1]
+    phase = col(stripe_freq) * (x * col(np.cos(stripe_dir)) + y * col(np.sin(stripe_dir))) + col(stripe_phase)
+    texture = col(stripe_amp) * np.sin(phase) + noise                                # (N, H, W)
+    img = t[..., None] * (bg1 - bg0).astype(np.float32)[:, None, None]               # (N, H, W, 3), in place below
+    img += bg0.astype(np.float32)[:, None, None] + texture[..., None]
+    img += coverage[..., None] * (fg.astype(np.float32)[:, None, None] - img)        # alpha-blend the shape on top
+    img *= 255
+    images = np.clip(np.rint(img, out=img), 0, 255).astype(np.uint8)                 # (N, H, W, 3)
     return images, labels.astype(np.int64)
 
 
 class ShapesDataset(torch.utils.data.Dataset):
-    """The built-in `shapes` data. Train and val are disjoint draws (different seeds)."""
+    """The built-in `shapes` data. Train and val are disjoint draws: their seeds come from (seed, split)."""
 
     def __init__(self, split="train", num_images=None, img_size=32, seed=0, transform=None):
         if split not in ("train", "val"):
             raise DataError(f"unknown split '{split}'; use 'train' or 'val'")
         num_images = num_images or (10_000 if split == "train" else 2_000)
         split_seed = int(np.random.SeedSequence([seed, 0 if split == "train" else 1]).generate_state(1)[0])
-        self.images, labels = make_shapes(num_images, img_size, split_seed)
+        self.images, labels = make_shapes(num_images, img_size, split_seed)          # (N, H, W, 3) uint8, (N,)
         self.targets, self.classes, self.transform = labels.tolist(), list(SHAPES_CLASSES), transform
 
     def __len__(self):
@@ -161,9 +175,10 @@ class ShapesDataset(torch.utils.data.Dataset):
 # ----------------------------------------------------------------------------- folders and CIFAR
 
 class SafeImageFolder(datasets.ImageFolder):
-    """ImageFolder that skips an unreadable image (replaced by the next readable one, as FT-CLIP's loader does),
-    so batch shapes and DDP step counts stay equal. One warning per bad file; `num_skipped` counts them
-    (per process: each DataLoader worker counts its own)."""
+    """ImageFolder that skips an unreadable image: it is replaced by the next readable one, so batch shapes and
+    DDP step counts stay equal (FT-CLIP's loader does the same with a random other sample; the next one keeps it
+    deterministic). One warning per bad file on stderr; `num_skipped` counts them (per process: each DataLoader
+    worker counts its own). Errors in the transform are not caught: those are bugs, not bad files."""
 
     def __init__(self, root, transform=None):
         super().__init__(root, transform=transform)
@@ -173,7 +188,7 @@ class SafeImageFolder(datasets.ImageFolder):
         for k in range(len(self.samples)):
             path, target = self.samples[(index + k) % len(self.samples)]
             try:
-                img = self.loader(path)
+                img = self.loader(path)                                              # decodes fully (.convert('RGB'))
             except Exception as e:                                                   # noqa: BLE001 - any decode error
                 if path not in self._warned:
                     self._warned.add(path)
@@ -182,50 +197,52 @@ class SafeImageFolder(datasets.ImageFolder):
                           f"{self.num_skipped} skipped so far", file=sys.stderr, flush=True)
                 continue
             return (self.transform(img) if self.transform else img), target
-        raise DataError(f"no readable image in {self.root}")
+        raise DataError(f"no readable image in {self.root}: check the files (each failure was printed above)")
 
 
 def _image_folder(root, transform):
+    layout = "expected an ImageNet-style tree DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg"
     if not os.path.isdir(root):
-        raise DataError(f"no such folder: {root} (expected an ImageNet-style tree DIR/train/<class>/*.jpg and "
-                        f"DIR/val/<class>/*.jpg)")
+        raise DataError(f"no such folder: {root} ({layout})")
     classes = sorted(d.name for d in os.scandir(root) if d.is_dir())
     if not classes:
-        raise DataError(f"{root} has no class sub-folders (expected {root}/<class>/*.jpg)")
-    for c in classes:
+        raise DataError(f"{root} has no class sub-folders ({layout})")
+    for c in classes:         # ImageFolder's own error names no folder; this says which one and what to do
         folder = os.path.join(root, c)
         if not any(f.lower().endswith(datasets.folder.IMG_EXTENSIONS) for _, _, fs in os.walk(folder) for f in fs):
             raise DataError(f"class folder {folder} has no images ({', '.join(datasets.folder.IMG_EXTENSIONS)}); "
-                            f"add images or remove it")
+                            f"add images or remove the folder")
     return SafeImageFolder(root, transform)
 
 
 def build_dataset(data, split, transform=None, *, img_size=32, data_root="./data", download=False, num_train=None,
                   num_val=None, seed=0):
     """`data`: 'shapes', 'cifar10', 'cifar100', or an ImageNet-style folder; `split`: 'train' or 'val'.
-    Returns a Dataset with `.classes` and `.targets`."""
+    Returns a Dataset with `.classes` and `.targets`. `img_size`, `num_*` and `seed` apply to shapes only."""
     if data == "shapes":
         return ShapesDataset(split, num_train if split == "train" else num_val, img_size, seed, transform)
     if data in ("cifar10", "cifar100"):
         cls = datasets.CIFAR10 if data == "cifar10" else datasets.CIFAR100
-        try:
+        try:                  # CIFAR has no val split: its test split plays that role, as in most CIFAR papers
             return cls(data_root, train=split == "train", transform=transform, download=download)
-        except RuntimeError:
+        except RuntimeError:  # torchvision: "Dataset not found or corrupted. You can use download=True ..."
             folder = "cifar-10-batches-py" if data == "cifar10" else "cifar-100-python"
             raise DataError(f"{data} not found: put the python version in {os.path.join(data_root, folder)} "
-                            f"(or choose --data_root), or pass --download") from None
+                            f"(or point --data_root at its parent), or pass --download") from None
     return _image_folder(os.path.join(data, split), transform)
 
 
 def subset_fraction(dataset, fraction, seed=0):
-    """A class-stratified `fraction` of the samples (at least one per class), deterministic in `seed`
-    (labels are read from `.targets`, no image is loaded). For "fine-tune with 10% of the labels"."""
+    """A class-stratified `fraction` of the samples (at least one per class), deterministic in `seed`; labels are
+    read from `.targets`, so no image is loaded. For "fine-tune with 10% of the labels" experiments."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     targets, rng = np.asarray(dataset.targets), np.random.default_rng(seed)
     keep = []
     for c in np.unique(targets):
         ids = np.flatnonzero(targets == c)
         keep.extend(rng.choice(ids, max(1, round(fraction * len(ids))), replace=False).tolist())
-    keep.sort()
+    keep.sort()                                                                      # dataset order, not class order
     sub = torch.utils.data.Subset(dataset, keep)
     sub.classes, sub.targets = dataset.classes, targets[keep].tolist()
     return sub
@@ -235,23 +252,30 @@ def subset_fraction(dataset, fraction, seed=0):
 
 def build_transform(kind, img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, *, scale=None, interpolation="bicubic",
                     aa="rand-m9-mstd0.5-inc1", reprob=0.25, crop_pct=0.875, color_jitter=0.0, hflip=0.5):
-    """kind: pretrain | finetune | linprobe | eval (see the module docstring). mean=None skips Normalize."""
+    """kind: pretrain | finetune | linprobe | eval (see the module docstring). mean=None skips Normalize
+    (pretrain/linprobe/eval); `scale=None` means each kind's paper default."""
     interp = T.InterpolationMode(interpolation)
-    tail = [T.ToTensor()] + ([T.Normalize(mean, std)] if mean is not None else [])
-    if kind == "pretrain":
-        t = [T.RandomResizedCrop(img_size, scale=scale or (0.2, 1.0), interpolation=interp), T.RandomHorizontalFlip(hflip)]
-        if color_jitter:
+    tail = [T.ToTensor()] + ([T.Normalize(mean, std)] if mean is not None else [])   # (3, H, W) float
+    if kind == "pretrain":    # MAE Table 8: RandomResizedCrop + flip; App. A.1 and Table 1e: "adding color
+        # jittering degrades the results". MaskDistill App. A (as BEiT v2) uses ColorJitter 0.4.
+        t = [T.RandomResizedCrop(img_size, scale=scale or (0.2, 1.0), interpolation=interp),
+             T.RandomHorizontalFlip(hflip)]
+        if color_jitter > 0:
             t.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
         return T.Compose(t + tail)
-    if kind == "finetune":
+    if kind == "finetune":    # MAE Table 9 / FT-CLIP Table 10: RandAug (9, 0.5), n 2, erasing 0.25, via timm.
+        # torchvision's RandAugment magnitude 9 is on a 31-bin scale (about a third as strong) and has no magnitude
+        # std, so it is not a stand-in for the `rand-m9-mstd0.5-inc1` the papers ran.
+        if mean is None:
+            raise ValueError("build_transform('finetune') needs mean/std: RandomErasing acts on the normalised image")
         from timm.data import create_transform
         return create_transform(input_size=img_size, is_training=True, scale=scale or (0.08, 1.0), hflip=hflip,
                                 auto_augment=aa or None, color_jitter=color_jitter or None, interpolation=interpolation,
                                 re_prob=reprob, re_mode="pixel", re_count=1, mean=mean, std=std)
-    if kind == "linprobe":
+    if kind == "linprobe":    # MAE App. A.1 / Table 10: "regularization is in general harmful for linear probing"
         return T.Compose([T.RandomResizedCrop(img_size, scale=scale or (0.08, 1.0), interpolation=interp),
                           T.RandomHorizontalFlip(hflip)] + tail)
-    if kind == "eval":
+    if kind == "eval":        # resize the shorter side to img_size / crop_pct, then center crop (32 px: 36 -> 32)
         return T.Compose([T.Resize(int(img_size / crop_pct), interpolation=interp), T.CenterCrop(img_size)] + tail)
     raise ValueError(f"unknown transform kind '{kind}'; choose one of: pretrain, finetune, linprobe, eval")
 
@@ -259,22 +283,22 @@ def build_transform(kind, img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, *, sca
 # ----------------------------------------------------------------------------- CLI
 
 def save_grid(dataset, path, n=64, scale=3, seed=0):
-    """A labelled grid of `n` random samples (PIL images), each upscaled `scale` times."""
+    """A labelled grid of `n` random samples (the dataset must return PIL images), each upscaled `scale` times."""
     idx = np.random.default_rng(seed).choice(len(dataset), min(n, len(dataset)), replace=False)
-    cols = int(math.ceil(math.sqrt(len(idx))))
-    first = dataset[int(idx[0])][0]
-    w, h = first.size[0] * scale, first.size[1] * scale
-    canvas = Image.new("RGB", (cols * w, int(math.ceil(len(idx) / cols)) * (h + 12)), "white")
+    cols, label_h = int(math.ceil(math.sqrt(len(idx)))), 12
+    w, h = (side * scale for side in dataset[int(idx[0])][0].size)
+    canvas = Image.new("RGB", (cols * w, int(math.ceil(len(idx) / cols)) * (h + label_h)), "white")
     draw = ImageDraw.Draw(canvas)
     for k, i in enumerate(idx):
         img, label = dataset[int(i)]
-        x, y = (k % cols) * w, (k // cols) * (h + 12)
+        x, y = (k % cols) * w, (k // cols) * (h + label_h)
         canvas.paste(img.convert("RGB").resize((w, h), Image.NEAREST), (x, y))
-        draw.text((x + 2, y + h), str(dataset.classes[label])[:14], fill="black")
+        draw.text((x + 2, y + h), str(dataset.classes[label])[:14], fill="black")   # PIL's default font
     canvas.save(path)
 
 
 def export_image_folder(dataset, root):
+    """Write a dataset of PIL images as root/<class>/<index>.png (lossless, so pixels survive the round trip)."""
     for i in range(len(dataset)):
         img, label = dataset[i]
         folder = os.path.join(root, dataset.classes[label])
@@ -284,15 +308,15 @@ def export_image_folder(dataset, root):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Show or export a dataset (default: the built-in shapes).")
-    p.add_argument("--data", default="shapes", help="shapes | cifar10 | cifar100 | ImageNet-style folder")
-    p.add_argument("--img_size", type=int, default=32, help="shapes resolution (32-64 px)")
+    p.add_argument("--data", default="shapes", help="shapes | cifar10 | cifar100 | an ImageNet-style folder")
+    p.add_argument("--img_size", type=int, default=32, help="shapes: image side in pixels")
     p.add_argument("--num_train", type=int, default=None, help="shapes: training images (default 10000)")
     p.add_argument("--num_val", type=int, default=None, help="shapes: validation images (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="shapes: the dataset's seed")
-    p.add_argument("--data_root", default="./data")
-    p.add_argument("--download", action="store_true")
-    p.add_argument("--out", default=None, help="write a labelled sample grid PNG here")
-    p.add_argument("--export", default=None, help="write the data as an ImageFolder DIR/{train,val}/<class>/")
+    p.add_argument("--data_root", default="./data", help="where cifar10/cifar100 live (or are downloaded to)")
+    p.add_argument("--download", action="store_true", help="allow downloading cifar10/cifar100")
+    p.add_argument("--out", default=None, help="write a labelled 8x8 sample grid of the train split to this PNG")
+    p.add_argument("--export", default=None, help="write the data as an ImageFolder DIR/{train,val}/<class>/*.png")
     args = p.parse_args(argv)
     kw = dict(img_size=args.img_size, data_root=args.data_root, download=args.download, num_train=args.num_train,
               num_val=args.num_val, seed=args.seed)
@@ -307,7 +331,7 @@ def main(argv=None):
                                     os.path.join(args.export, split))
             print(f"wrote {args.export}/train and {args.export}/val")
     except DataError as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     if not (args.out or args.export):
         print(f"{args.data}: {len(train)} training images, {len(train.classes)} classes; pass --out or --export")
 

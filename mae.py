@@ -139,7 +139,7 @@ MAE_PRESETS = {   # encoder = a vit.py preset; decoder per MAE App. A.1 (512-d, 
     "mae_vit_base_patch16": dict(encoder="vit_base_patch16", decoder_dim=512, decoder_depth=8, decoder_heads=16),
     "mae_vit_large_patch16": dict(encoder="vit_large_patch16", decoder_dim=512, decoder_depth=8, decoder_heads=16),
     "mae_vit_huge_patch14": dict(encoder="vit_huge_patch14", decoder_dim=512, decoder_depth=8, decoder_heads=16),
-    "mae_vit_mini": dict(encoder="vit_mini", decoder_dim=128, decoder_depth=2, decoder_heads=4),     # 32 px, CPU
+    "mae_vit_mini": dict(encoder="vit_mini", decoder_dim=128, decoder_depth=1, decoder_heads=4),     # 32 px, CPU (Table 1a: 1 block suffices)
     "mae_vit_test": dict(encoder="vit_test", decoder_dim=32, decoder_depth=1, decoder_heads=2),      # tests
 }
 
