@@ -79,9 +79,10 @@ def world_size_from_env():
     return int(os.environ.get("WORLD_SIZE", 1))
 
 
-def parse_args(parser, presets, argv=None, script="run"):
-    """Resolve `--model`'s preset as defaults, the command line on top, then the effective batch and lr.
-    `--print_args` prints the result as one JSON object and exits."""
+def parse_args(parser, presets, argv=None, script="run", resolve=None):
+    """Resolve `--model`'s preset as defaults, the command line on top, then the effective batch and lr, then
+    the script's own `resolve(args, parser)` (e.g. a mask count from a ratio). `--print_args` prints the
+    result as one JSON object and exits."""
     pre, _ = parser.parse_known_args(argv)
     if pre.model not in presets:
         parser.error(f"unknown --model '{pre.model}'; choose one of: {', '.join(presets)}")
@@ -94,6 +95,8 @@ def parse_args(parser, presets, argv=None, script="run"):
         args.lr = args.blr * args.eff_batch_size / args.lr_batch
     if args.output_dir is None:
         args.output_dir = os.path.join("runs", f"{script}_{args.model}")
+    if resolve is not None:
+        resolve(args, parser)
     if args.print_args:
         print(json.dumps(vars(args), indent=2, sort_keys=True))
         sys.exit(0)
