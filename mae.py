@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 import engine
-from data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, build_transform
+from data import IMAGENET_MEAN, IMAGENET_STD, DataError, build_dataset, build_transform
 from masking import random_masking
 from vit import PRESETS as VIT_PRESETS
 from vit import Block, ViT, ViTConfig, sincos_pos_embed_2d
@@ -267,12 +267,15 @@ def main(argv=None):
     # MAE App. A.1 / Table 1e: RandomResizedCrop(0.2, 1) + flip only; ImageNet mean/std.
     data_kw = dict(img_size=img_size, data_root=args.data_root, download=args.download, num_train=args.num_train,
                    num_val=args.num_val)
-    train_set = build_dataset(args.data, "train", build_transform("pretrain", img_size), **data_kw)
+    try:
+        train_set = build_dataset(args.data, "train", build_transform("pretrain", img_size), **data_kw)
+        val_set = build_dataset(args.data, "val", build_transform("eval", img_size, crop_pct=1.0), **data_kw)
+    except DataError as e:
+        raise SystemExit(f"--data {args.data}: {e}") from None
     loader = engine.train_loader(train_set, args, ctx)
     steps_per_epoch = len(loader) // args.accum_iter
     if steps_per_epoch == 0:
         raise SystemExit(f"{len(train_set)} images is less than one step of {args.eff_batch_size}; lower --batch_size")
-    val_set = build_dataset(args.data, "val", build_transform("eval", img_size, crop_pct=1.0), **data_kw)
     recon_imgs = torch.stack([val_set[i][0] for i in range(min(8, len(val_set)))]).to(ctx.device)
 
     optimizer = torch.optim.AdamW(engine.param_groups(model, args.weight_decay), lr=args.lr, betas=args.betas)
