@@ -31,7 +31,6 @@ D_T teacher width, Dt target width (D_T, or CLIP's proj_dim with --target proj),
 import argparse
 import math
 import os
-import warnings
 from dataclasses import fields
 
 import torch
@@ -42,11 +41,9 @@ import engine
 from data import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DataError, build_dataset, build_transform
 from masking import BlockMaskGenerator
 from vit import PRESETS as VIT_PRESETS
-from vit import ViT, ViTConfig, create_model, load_clip_state_dict, load_pretrained
+from vit import OPEN_CLIP_NAMES, ViT, ViTConfig, create_model, load_clip_state_dict, load_pretrained, read_clip_weights
 
 MEAN_STD = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
-# open_clip configs of the OpenAI CLIP towers (QuickGELU: open_clip #771); clip_test is registered by tests/conftest.py
-OPEN_CLIP_NAMES = {"clip_b16": "ViT-B-16-quickgelu", "clip_l14": "ViT-L-14-quickgelu", "clip_test": "mimlab-tiny-clip"}
 
 
 def normalize_image(x, mean_std):
@@ -107,36 +104,6 @@ class Teacher(nn.Module):
         return h
 
 
-def clip_state_dict(name, pretrained):
-    """OpenAI-CLIP weights from a local file (state dict, {"state_dict": ...}, or OpenAI's TorchScript .pt)
-    or an open_clip tag ('openai': downloaded once into the HF cache). A one-line SystemExit otherwise."""
-    if os.path.isfile(pretrained):
-        try:
-            if pretrained.endswith(".safetensors"):
-                from safetensors.torch import load_file
-                sd = load_file(pretrained)
-            else:
-                with warnings.catch_warnings():         # torch >= 2.x hands OpenAI's TorchScript .pt to jit.load
-                    warnings.filterwarnings("ignore", message=".*TorchScript archive.*")
-                    sd = torch.load(pretrained, map_location="cpu", weights_only=True)
-        except Exception:                               # noqa: BLE001 - TorchScript refuses weights_only (ref. §5)
-            try:
-                sd = torch.jit.load(pretrained, map_location="cpu")
-            except Exception as e:                      # noqa: BLE001
-                raise SystemExit(f"--teacher_pretrained {pretrained}: not a state dict or TorchScript archive ({e})") from None
-        sd = sd.state_dict() if isinstance(sd, nn.Module) else sd      # OpenAI's clip .pt is a ScriptModule
-        return sd.get("state_dict", sd)
-    if os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
-        raise SystemExit(f"--teacher_pretrained {pretrained}: no such file")
-    import open_clip                                    # lazy: only a tag needs it
-    try:
-        return open_clip.create_model(OPEN_CLIP_NAMES[name], pretrained=pretrained).state_dict()
-    except Exception as e:                              # noqa: BLE001 - offline, unknown tag, ...
-        raise SystemExit(f"could not get '{pretrained}' weights for {name} via open_clip ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}); offline, pass a local file: "
-                         f"--teacher_pretrained path/to/clip.pt") from None
-
-
 def build_teacher(teacher, pretrained, grid, target="raw", mean_std="auto"):
     """T for a student patch grid `grid` (Gh, Gw): a CLIP preset name or the path of an encoder.pt."""
     if teacher in OPEN_CLIP_NAMES:
@@ -144,7 +111,7 @@ def build_teacher(teacher, pretrained, grid, target="raw", mean_std="auto"):
         vit = create_model(teacher, img_size=grid[0] * patch)   # pos embed resized on load (unilm #921)
         if pretrained != "random":                      # "random": same shapes, no weights (smoke runs only)
             try:
-                load_clip_state_dict(vit, clip_state_dict(teacher, pretrained))
+                load_clip_state_dict(vit, read_clip_weights(teacher, pretrained, "--teacher_pretrained"))
             except ValueError as e:
                 raise SystemExit(f"--teacher_pretrained {pretrained} does not fit {teacher}: {e}") from None
         default = "clip"

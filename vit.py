@@ -19,6 +19,8 @@ Shape legend: B batch, C channels, P patch size, N patches, D width, H heads, Dh
 """
 import argparse
 import math
+import os
+import warnings
 from dataclasses import dataclass, fields
 
 import torch
@@ -394,6 +396,45 @@ def load_clip_state_dict(model, state_dict):
     resized). A model without `norm`/`proj` (FT-CLIP's pooled head) drops ln_post/proj, as FT-CLIP does.
     Returns the list of dropped keys; raises ValueError naming missing/unexpected keys on a mismatch."""
     return load_pretrained(model, clip_to_vit_state_dict(state_dict))
+
+
+# open_clip configs of the OpenAI CLIP towers (QuickGELU: open_clip #771); clip_test is registered by tests/conftest.py
+OPEN_CLIP_NAMES = {"clip_b16": "ViT-B-16-quickgelu", "clip_l14": "ViT-L-14-quickgelu", "clip_test": "mimlab-tiny-clip"}
+
+
+def read_clip_weights(arch, pretrained, flag="--pretrained"):
+    """OpenAI-CLIP weights as a state dict, from a local file (a state dict, {"state_dict": ...}, .safetensors, or
+    OpenAI's TorchScript .pt) or an open_clip tag such as 'openai' (downloaded once into the Hugging Face cache).
+    Anything else is a one-line SystemExit naming `flag` (the script's option) and what to do."""
+    if os.path.isfile(pretrained):
+        try:
+            if pretrained.endswith(".safetensors"):
+                from safetensors.torch import load_file        # comes with open_clip (via timm / huggingface_hub)
+                sd = load_file(pretrained)
+            else:
+                with warnings.catch_warnings():                 # torch hands OpenAI's TorchScript .pt to jit.load
+                    warnings.filterwarnings("ignore", message=".*TorchScript archive.*")
+                    sd = torch.load(pretrained, map_location="cpu", weights_only=True)
+        except Exception:                                       # noqa: BLE001 - TorchScript refuses weights_only
+            try:
+                sd = torch.jit.load(pretrained, map_location="cpu")
+            except Exception as e:                              # noqa: BLE001
+                raise SystemExit(f"{flag} {pretrained}: neither a state dict nor a TorchScript archive "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        sd = sd.state_dict() if isinstance(sd, nn.Module) else sd      # OpenAI's ScriptModule -> its tensors
+        return sd.get("state_dict", sd)
+    if os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
+        raise SystemExit(f"{flag} {pretrained}: no such file")
+    if arch not in OPEN_CLIP_NAMES:
+        raise SystemExit(f"{flag} {pretrained}: {arch} has no open_clip name ({', '.join(OPEN_CLIP_NAMES)} do); "
+                         f"pass a state-dict file")
+    import open_clip                                            # lazy: only a tag needs it
+    try:
+        return open_clip.create_model(OPEN_CLIP_NAMES[arch], pretrained=pretrained).state_dict()
+    except Exception as e:                                      # noqa: BLE001 - offline, unknown tag, ...
+        raise SystemExit(f"{flag} {pretrained}: could not get {OPEN_CLIP_NAMES[arch]} weights via open_clip "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}). Offline "
+                         f"(HF_HUB_OFFLINE=1) or no network? A local file works: {flag} /path/to/ViT-B-16.pt") from None
 
 
 # ----------------------------------------------------------------------------- params / FLOPs report

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from vit import (PRESETS, RelativePositionBias, ViT, ViTConfig, clip_to_vit_state_dict, count_params_and_flops,
+from vit import (PRESETS, RelativePositionBias, ViTConfig, clip_to_vit_state_dict, count_params_and_flops,
                  create_model, drop_path, load_clip_state_dict, load_pretrained, resize_pos_embed,
                  sincos_pos_embed_2d)
 

@@ -1,0 +1,455 @@
+"""CLIP Itself is a Strong Fine-tuner (Dong et al., arXiv 2212.06138, "FT-CLIP") in one file, with the fine-tuning and
+linear-probe protocols that MAE (arXiv 2111.06377) and MaskDistill (arXiv 2210.10615) evaluate with.
+
+  FT-CLIP §2.1, Table 10  OpenAI CLIP image tower minus ln_post/proj; head = LayerNorm per patch token, mean, Linear
+                          (init x 0.001); frozen patch conv; layer-wise lr decay; EMA 0.9998 (ema.py; Table 3) evaluated
+                          beside the raw model, headline = best EMA top-1; RandAug, smoothing, no mixup (clip_b16, clip_l14)
+  FT-CLIP Fig. 3          partial fine-tuning --freeze_blocks k (MAE Fig. 9 is the same protocol)
+  MAE App. A.1            fine-tuning an MAE encoder (FINETUNE.md presets vit_*_patch*: mean pool + fc_norm, mixup/cutmix,
+                          drop path, crop 0.875) and linear probing (Table 10, *_linprobe: BN + Linear on the cls, LARS)
+  MaskDistill App. C      fine-tuning its student (maskdistill_vit_*: q/v bias, shared RPE, layer scale)
+Not here: DeepSpeed fp16 (we use bf16 autocast), FT-CLIP Table 13's 3Aug/AugMix, MAE's dist_eval padding.
+
+Run (CPU quick start, built-in `shapes` data, 10 classes; ~5 min each on 2 cores):
+    python mae.py --model mae_vit_mini                                             # pre-train, then fine-tune it:
+    python finetune.py --model vit_mini --init runs/mae_mae_vit_mini/encoder.pt
+    python finetune.py --model vit_mini                                            # from scratch, for comparison
+    python finetune.py --model vit_mini_linprobe --init runs/mae_mae_vit_mini/encoder.pt
+Real runs (FT-CLIP: total batch 2048 = 8 GPUs x 256 for B, 8 x 64 x accum 4 for L; MAE: 1024):
+    torchrun --nproc_per_node=8 finetune.py --model clip_b16 --data /path/to/imagenet
+    torchrun --nproc_per_node=8 finetune.py --model vit_base_patch16 --init mae_pretrain_vit_base.pth --accum_iter 4 --data ...
+
+Shape legend: B batch, C channels, N patches, D width, K classes.
+"""
+import argparse
+import json
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+import engine
+from data import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DataError, build_dataset, build_transform, subset_fraction
+from ema import ModelEma
+from vit import PRESETS as VIT_PRESETS
+from vit import ViT, ViTConfig, load_clip_state_dict, load_pretrained, read_clip_weights
+
+MEAN_STD = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
+# What an encoder.pt's `vit_config` decides; the recipe decides the rest (img_size, pooling, head, drop path, ...).
+ARCH_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim", "norm_eps", "act", "qkv_bias", "qv_bias",
+               "patch_bias", "norm_pre", "rel_pos_bias", "layer_scale")
+
+
+# ----------------------------------------------------------------------------- layer-wise lr decay
+
+def layer_id(name, depth):
+    """BEiT/MAE rule (MAE util/lr_decay.py, FT-CLIP optim_factory.py; reference §2.3, §3.3): the embeddings are layer 0
+    (CLIP's ln_pre too), block i is layer i+1, everything on top (rel_pos_bias, norm, fc_norm, head) is layer depth+1."""
+    if name in ("cls_token", "pos_embed", "mask_token") or name.startswith(("patch_embed.", "norm_pre.")):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return depth + 1
+
+
+def param_groups_lrd(model, weight_decay, layer_decay):
+    """AdamW groups whose lr is scaled by layer_decay ** (depth + 1 - layer_id): 1 for the head, layer_decay for the last
+    block, ..., layer_decay ** (depth + 1) for the patch embedding (FT-CLIP §2.1 "LLRD", Tables 4-5)."""
+    depth = len(model.blocks)
+
+    def lr_scale_of(name):
+        i = layer_id(name, depth)
+        return i, layer_decay ** (depth + 1 - i)
+    return engine.param_groups(model, weight_decay, lr_scale_of=lr_scale_of)
+
+
+class LARS(torch.optim.Optimizer):
+    """LARS (You et al. 2017) as MAE's util/lars.py has it for linear probing (App. A.1 Table 10): SGD with momentum
+    whose update for each weight matrix (ndim > 1) is rescaled by trust * ||w|| / ||g + wd w||; biases and norms
+    (ndim <= 1) get neither weight decay nor the trust ratio."""
+
+    def __init__(self, params, lr=0.0, weight_decay=0.0, momentum=0.9, trust_coefficient=0.001):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                      trust_coefficient=trust_coefficient))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                dp = p.grad
+                if p.ndim > 1:
+                    dp = dp.add(p, alpha=g["weight_decay"])
+                    w_norm, u_norm = torch.norm(p), torch.norm(dp)
+                    one = torch.ones_like(w_norm)
+                    q = torch.where(w_norm > 0, torch.where(u_norm > 0, g["trust_coefficient"] * w_norm / u_norm, one), one)
+                    dp = dp.mul(q)
+                mu = self.state[p].setdefault("mu", torch.zeros_like(p))
+                mu.mul_(g["momentum"]).add_(dp)
+                p.add_(mu, alpha=-g["lr"])
+
+
+def build_optimizer(model, args):
+    # linear probe: only the head is trainable, and it is layer depth + 1 (scale 1): one lr, as MAE main_linprobe
+    groups = param_groups_lrd(model, args.weight_decay, args.layer_decay)
+    if args.optimizer == "lars":
+        return LARS(groups, lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "sgd":                                           # MAE Table 10: "SGD works similarly"
+        return torch.optim.SGD(groups, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
+    return torch.optim.AdamW(groups, lr=args.lr, betas=args.betas)
+
+
+# ----------------------------------------------------------------------------- the model and its weights
+
+def load_init(path):
+    """An encoder.pt (engine.save_encoder: {"model", "vit_config", ...}), an official MAE checkpoint ({"model": ...},
+    timm names), a finetune.py checkpoint, or a bare state dict."""
+    try:
+        ckpt = engine.load_file(path)                   # SystemExit naming the path if it is missing
+    except Exception as e:                              # noqa: BLE001 - e.g. a pickled argparse Namespace inside
+        raise SystemExit(f"--init {path}: cannot be loaded with weights_only=True ({type(e).__name__}); "
+                         f"re-save just its state dict: torch.save({{'model': ckpt['model']}}, path)") from None
+    return ckpt, ckpt.get("model", ckpt.get("state_dict", ckpt))
+
+
+def init_head(head, std, scale):
+    """MAE: trunc-normal(2e-5), bias 0 (reference §2.2). FT-CLIP / BEiT: trunc-normal(0.02) and PyTorch's default bias,
+    both x 0.001 (§3.1). Either way the classifier starts near zero: all logits about equal, loss about ln K."""
+    nn.init.trunc_normal_(head.weight, std=std)
+    if scale == 1.0:
+        nn.init.zeros_(head.bias)
+    else:
+        bound = head.weight.shape[1] ** -0.5                             # nn.Linear's default bias init
+        nn.init.uniform_(head.bias, -bound, bound)
+        with torch.no_grad():
+            head.weight.mul_(scale)
+            head.bias.mul_(scale)
+
+
+def build_model(args, num_classes, load_clip=True):
+    """The recipe's ViT with a K-way head and its weights (--pretrained CLIP / --init encoder), frozen parts frozen."""
+    cfg = dict(VIT_PRESETS[args.arch])
+    cfg.update({k: getattr(args, k) for k in ("qv_bias", "rel_pos_bias", "layer_scale") if getattr(args, k) is not None})
+    state, pos_embed = None, cfg.get("pos_embed", "learned")
+    if args.init:
+        ckpt, state = load_init(args.init)
+        if "vit_config" in ckpt:                        # a mae.py / maskdistill.py encoder: its architecture, our recipe
+            cfg.update({k: v for k, v in ckpt["vit_config"].items() if k in ARCH_FIELDS})
+            pos_embed = ckpt["vit_config"].get("pos_embed", pos_embed)
+    # MAE App. A.1: the fixed sin-cos table becomes a trainable (learned) one for fine-tuning; "none" stays none.
+    cfg.update(img_size=args.img_size or cfg.get("img_size", 224), num_classes=num_classes, global_pool=args.global_pool,
+               drop_path=args.drop_path, proj_dim=0, mask_token=False, pos_embed="none" if pos_embed == "none" else "learned")
+    model = ViT(ViTConfig(**cfg))
+    if not 0 <= args.freeze_blocks <= model.cfg.depth:
+        raise SystemExit(f"--freeze_blocks {args.freeze_blocks} is not within 0..{model.cfg.depth} (the model's depth)")
+    init_head(model.head, args.head_init_std, args.head_init_scale)
+    if args.linprobe:   # MAE main_linprobe: BN without affine on the feature, then the linear classifier (App. A.1)
+        model.head = nn.Sequential(nn.BatchNorm1d(model.num_features, affine=False, eps=1e-6), model.head)
+    try:
+        if args.pretrained and load_clip:
+            load_clip_state_dict(model, read_clip_weights(args.arch, args.pretrained))   # drops ln_post, proj (§2.1)
+        elif state is not None:
+            load_pretrained(model, state)               # resizes pos_embed, drops an unfit head / norm / mask token
+    except ValueError as e:
+        raise SystemExit(f"--{'pretrained' if args.pretrained else 'init'} {args.pretrained or args.init} does not fit "
+                         f"--model {args.model} (arch {args.arch}): {e}") from None
+    # Freezing = requires_grad False: no gradient, no optimizer state, no weight decay; the weights stay bit-identical.
+    if args.linprobe:
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("head."))
+    if args.freeze_patch_embed:                         # FT-CLIP code: conv1 frozen at 224 ("from DeCLIP", reference §3.1)
+        model.patch_embed.requires_grad_(False)
+    if args.freeze_blocks:                              # FT-CLIP Fig. 3 / MAE Fig. 9: tune only the last depth - k blocks
+        for m in [model.patch_embed, model.norm_pre, model.rel_pos_bias, *model.blocks[:args.freeze_blocks]]:
+            if m is not None:                           # the RPE is shared by all blocks: frozen blocks need it fixed too
+                m.requires_grad_(False)
+        for p in (model.cls_token, model.pos_embed):
+            if p is not None:
+                p.requires_grad_(False)
+    return model
+
+
+# ----------------------------------------------------------------------------- a Pillow 13 fix for timm's RandAugment
+
+def _posterize(img, bits_to_keep, **_):
+    if bits_to_keep >= 8:
+        return img
+    return ImageOps.posterize(img, bits_to_keep) if bits_to_keep > 0 else Image.new(img.mode, img.size)
+
+
+def fix_posterize(transform):
+    """NOTE: belongs in data.build_transform (see README). timm's 'inc1' Posterize keeps 4 - int(4 m / 10) bits, i.e.
+    0 at magnitude 10, which mstd 0.5 reaches in ~2% of draws; Pillow >= 13 raises on 0 bits where older Pillow (and
+    so the papers' runs) returned a black image. This restores that, so an epoch does not die in a worker."""
+    for op in (o for t in getattr(transform, "transforms", []) for o in getattr(t, "ops", [])):
+        if op.name.startswith("Posterize"):
+            op.aug_fn = _posterize
+    return transform
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(model, loader, ctx):
+    """(top-1 %, top-5 %) over the whole val split: each rank counts its share (engine.eval_loader), counts are summed."""
+    was_training = model.training
+    model.eval()
+    counts = torch.zeros(3, dtype=torch.float64, device=ctx.device)      # top-1 hits, top-5 hits, images
+    for imgs, target in loader:
+        imgs, target = imgs.to(ctx.device, non_blocking=True), target.to(ctx.device, non_blocking=True)
+        with ctx.autocast():
+            logits = model(imgs)                                         # (B, K)
+        hit = logits.topk(min(5, logits.shape[1]), dim=1).indices == target[:, None]    # (B, 5) bool
+        counts += torch.stack([hit[:, 0].sum(), hit.any(dim=1).sum(), torch.tensor(len(target), device=ctx.device)])
+    engine.all_reduce_sum(counts)
+    model.train(was_training)
+    n = max(counts[2].item(), 1.0)
+    return 100 * counts[0].item() / n, 100 * counts[1].item() / n
+
+
+# ----------------------------------------------------------------------------- presets (the papers' recipes)
+
+# FT-CLIP Table 10 (B) + the released code (reference §3): AdamW lr 6e-4 at a total batch of 2048 (8 GPUs x 256), layer
+# decay 0.6, wd 0.05, betas (0.9, 0.999), 10 warmup + 50 epochs, cosine to 1e-6 (§3.5), RandAug m9 mstd0.5, smoothing
+# 0.1, no mixup/cutmix (Table 6), no drop path (Table 15), erasing 0.25 (Table 7), EMA 0.9998 (Table 3), CLIP mean/std,
+# eval resize 224 -> crop 224 (crop 1.0), no clipping, no layer scale / RPE (Table 12).
+_FT_CLIP = dict(pretrained="openai", global_pool="ln_avg", head_init_std=0.02, head_init_scale=1e-3,
+                freeze_patch_embed=True, optimizer="adamw", blr=6e-4, lr_batch=2048, batch_size=256, accum_iter=1,
+                layer_decay=0.6, weight_decay=0.05, betas=(0.9, 0.999), epochs=50, warmup_epochs=10, min_lr=1e-6,
+                clip_grad=None, aa="rand-m9-mstd0.5-inc1", smoothing=0.1, mixup=0.0, cutmix=0.0, drop_path=0.0,
+                reprob=0.25, crop_scale=(0.08, 1.0), crop_pct=1.0, mean_std="clip", ema_decay=0.9998, linprobe=False)
+# MAE FINETUNE.md (reference §2.5), ViT-B: blr 5e-4 x batch / 256 at 32 GPUs x 32 = 1024 (8 GPUs: --accum_iter 4), layer
+# decay 0.65, 100 epochs, drop path 0.1, warmup 5, min lr 1e-6, mixup 0.8, cutmix 1.0, smoothing 0.1, erasing 0.25, mean
+# pool + fc_norm, head trunc-normal 2e-5, eval crop 0.875 (256 -> 224), ImageNet mean/std, no EMA.
+# NOTE(paper): MAE Table 9 prints blr 1e-3, layer decay 0.75, drop path 0.1 (B/L) / 0.2 (H); the released FINETUNE.md
+# recipes (used here) differ, as mae#91 points out.
+_MAE_FT = dict(_FT_CLIP, pretrained="", global_pool="avg", head_init_std=2e-5, head_init_scale=1.0,
+               freeze_patch_embed=False, blr=5e-4, lr_batch=256, batch_size=32, layer_decay=0.65, epochs=100,
+               warmup_epochs=5, mixup=0.8, cutmix=1.0, drop_path=0.1, crop_pct=0.875, mean_std="imagenet", ema_decay=0.0)
+# MaskDistill App. C (BEiT's recipe): peak lr at batch 1024 (8 GPUs x 128), RandAug 9/0.5, erasing 0.25, mixup 0.8, cutmix
+# 1.0, min lr 1e-6; BEiT's head init scale 0.001; the App. A student: q/v bias, shared RPE, layer scale, abs positions.
+_MASKDISTILL_FT = dict(_MAE_FT, lr_batch=1024, batch_size=128, head_init_std=0.02, head_init_scale=1e-3,
+                       qv_bias=True, rel_pos_bias=True)
+# MAE App. A.1 Table 10 / main_linprobe.py (reference §2.6): cls token after the final norm, BN + Linear, LARS, blr 0.1 at
+# 16384 (32 GPUs x 512), wd 0, warmup 10, 90 epochs (L/H 50), min lr 0, crop + flip only, no smoothing, no drop path.
+_MAE_LINPROBE = dict(_MAE_FT, linprobe=True, global_pool="token", head_init_std=0.01, optimizer="lars", blr=0.1,
+                     batch_size=512, layer_decay=1.0, weight_decay=0.0, epochs=90, warmup_epochs=10, min_lr=0.0,
+                     aa="", reprob=0.0, mixup=0.0, cutmix=0.0, smoothing=0.0, drop_path=0.0)
+# NOTE(paper): ours, for a 2-core CPU: 3 epochs of 32 px shapes (~5 min), MAE App. A.1's recipe otherwise. A 32 px shape
+# vanishes under RandomResizedCrop's 8% minimum area, hence crop scale 0.35-1 and eval crop 1.0; 3 epochs is far too
+# short for RandAug / erasing / drop path to pay off (measured: 32% instead of 43% top-1 from the MAE mini encoder).
+_MINI = dict(_MAE_FT, blr=2e-3, lr_batch=256, batch_size=128, layer_decay=0.75, epochs=3, warmup_epochs=1, aa="",
+             reprob=0.0, mixup=0.0, cutmix=0.0, drop_path=0.0, crop_scale=(0.35, 1.0), crop_pct=1.0)
+
+PRESETS = {
+    "clip_b16": dict(_FT_CLIP, arch="clip_b16"),
+    # FT-CLIP Table 10 (L): lr 4e-4, decay 0.65, warmup 5, 30 epochs; 8 GPUs x 64 x accum 4 = 2048 (reference §3.8)
+    "clip_l14": dict(_FT_CLIP, arch="clip_l14", blr=4e-4, layer_decay=0.65, warmup_epochs=5, epochs=30, batch_size=64,
+                     accum_iter=4),
+    "vit_base_patch16": dict(_MAE_FT, arch="vit_base_patch16"),
+    "vit_large_patch16": dict(_MAE_FT, arch="vit_large_patch16", blr=1e-3, layer_decay=0.75, epochs=50, drop_path=0.2),
+    # FINETUNE.md runs H on 64 GPUs x 16 (= 1024, as B and L)
+    "vit_huge_patch14": dict(_MAE_FT, arch="vit_huge_patch14", blr=1e-3, layer_decay=0.75, epochs=50, drop_path=0.3,
+                             batch_size=16),
+    # NOTE(paper): §4.1's text gives L layer decay 0.75; App. C's table (used here) gives 0.8.
+    "maskdistill_vit_base_patch16": dict(_MASKDISTILL_FT, arch="vit_base_patch16", blr=5e-4, epochs=100,
+                                         warmup_epochs=20, layer_decay=0.65, drop_path=0.1, layer_scale=0.1),
+    "maskdistill_vit_large_patch16": dict(_MASKDISTILL_FT, arch="vit_large_patch16", blr=5e-4, epochs=50,
+                                          warmup_epochs=5, layer_decay=0.8, drop_path=0.2, layer_scale=1e-5),
+    "maskdistill_vit_huge_patch14": dict(_MASKDISTILL_FT, arch="vit_huge_patch14", blr=2e-4, epochs=30,
+                                         warmup_epochs=5, layer_decay=0.85, drop_path=0.25, layer_scale=1e-5),
+    "vit_base_patch16_linprobe": dict(_MAE_LINPROBE, arch="vit_base_patch16"),
+    "vit_large_patch16_linprobe": dict(_MAE_LINPROBE, arch="vit_large_patch16", epochs=50),
+    "vit_huge_patch14_linprobe": dict(_MAE_LINPROBE, arch="vit_huge_patch14", epochs=50),
+    "vit_mini": dict(_MINI, arch="vit_mini"),
+    "vit_mini_linprobe": dict(_MAE_LINPROBE, arch="vit_mini", blr=0.1, batch_size=256, epochs=10, warmup_epochs=1,
+                              crop_scale=(0.35, 1.0), crop_pct=1.0, save_every=5),
+    # the test suite's (tiny, seconds): EMA 0.9 so a few steps move the average
+    "vit_test": dict(_MINI, arch="vit_test", blr=1e-3, lr_batch=16, batch_size=16, epochs=2, aa="", reprob=0.0,
+                     ema_decay=0.9, num_workers=0, save_every=1),
+    "vit_test_linprobe": dict(_MAE_LINPROBE, arch="vit_test", blr=0.1, batch_size=16, epochs=2, warmup_epochs=1,
+                              num_workers=0),
+    "clip_test": dict(_FT_CLIP, arch="clip_test", pretrained="", blr=3e-3, lr_batch=32, batch_size=32, epochs=20,
+                      warmup_epochs=1, layer_decay=0.75, aa="", reprob=0.0, crop_scale=(0.35, 1.0), ema_decay=0.9,
+                      num_workers=0),
+}
+
+
+# ----------------------------------------------------------------------------- arguments
+
+def get_args(argv=None):
+    p = engine.common_parser("Fine-tune / linear-probe a ViT: FT-CLIP (Dong et al. 2022), MAE, MaskDistill protocols.")
+    g = p.add_argument_group("model and weights (FT-CLIP §2.1; MAE App. A.1)")
+    g.add_argument("--arch", default="clip_b16", help=f"vit.py architecture: {', '.join(VIT_PRESETS)}")
+    g.add_argument("--img_size", type=int, default=None, help="resolution (None = the arch's); positions are resized "
+                   "(FT-CLIP: 384 for B/16, 336 for L/14, where its code trains the patch conv: add --no-freeze_patch_embed)")
+    g.add_argument("--pretrained", default="openai", help="CLIP weights: open_clip tag (downloads once), a local file "
+                   "(state dict or OpenAI TorchScript .pt), or '' for random init")
+    g.add_argument("--init", default="", help="encoder.pt of mae.py / maskdistill.py, or an official MAE checkpoint")
+    g.add_argument("--global_pool", default="ln_avg", choices=["ln_avg", "avg", "token"],
+                   help="ln_avg: LN per patch then mean (FT-CLIP); avg: mean then LN (MAE); token: cls after norm")
+    g.add_argument("--head_init_std", type=float, default=0.02, help="head trunc-normal std (MAE 2e-5, linprobe 0.01)")
+    g.add_argument("--head_init_scale", type=float, default=1e-3, help="head weight and bias x this (FT-CLIP/BEiT 0.001)")
+    g.add_argument("--drop_path", type=float, default=0.0, help="stochastic depth (FT-CLIP Table 15: 0)")
+    g.add_argument("--freeze_patch_embed", action=argparse.BooleanOptionalAction, default=True,
+                   help="freeze the patch conv (FT-CLIP code at 224)")
+    g.add_argument("--qv_bias", action=argparse.BooleanOptionalAction, default=None, help="BEiT q/v bias (None = arch's; "
+                   "an encoder.pt's vit_config decides these three)")
+    g.add_argument("--rel_pos_bias", action=argparse.BooleanOptionalAction, default=None, help="shared RPE (MaskDistill)")
+    g.add_argument("--layer_scale", type=float, default=None, help="layer scale init (MaskDistill App. A: 0.1 B, 1e-5 L/H)")
+    g = p.add_argument_group("layer-wise lr decay and optimizer (FT-CLIP Tables 4, 5, 10; MAE Table 9, 10)")
+    g.add_argument("--layer_decay", type=float, default=0.6, help="lr scale = layer_decay ** (depth + 1 - layer id)")
+    g.add_argument("--optimizer", default="adamw", choices=["adamw", "lars", "sgd"], help="LARS/SGD: linear probing")
+    g = p.add_argument_group("augmentation and regularization (FT-CLIP Tables 6-9, 14, 16; MAE Table 9)")
+    g.add_argument("--aa", default="rand-m9-mstd0.5-inc1", help="timm RandAugment string ('' = off)")
+    g.add_argument("--reprob", type=float, default=0.25, help="RandomErasing probability, pixel mode (Table 7)")
+    g.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (FT-CLIP Table 6: 0; MAE: 0.8)")
+    g.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (FT-CLIP Table 6: 0; MAE: 1.0)")
+    g.add_argument("--smoothing", type=float, default=0.1, help="label smoothing (Table 16)")
+    g.add_argument("--crop_scale", type=float, nargs=2, default=(0.08, 1.0), metavar=("LO", "HI"),
+                   help="RandomResizedCrop area range (Table 14)")
+    g.add_argument("--crop_pct", type=float, default=1.0, help="eval: resize img_size / crop_pct, center crop "
+                   "(FT-CLIP 1.0; MAE 0.875)")
+    g.add_argument("--mean_std", default="clip", choices=list(MEAN_STD), help="input normalization (FT-CLIP: CLIP's)")
+    g = p.add_argument_group("EMA (FT-CLIP §2.1, Table 3)")
+    g.add_argument("--ema_decay", type=float, default=0.9998, help="0 = no EMA; horizon 1 / (1 - decay) steps")
+    g = p.add_argument_group("protocols (MAE §4.3 / App. A.1 linear probe and partial fine-tuning; FT-CLIP Fig. 3)")
+    g.add_argument("--linprobe", action=argparse.BooleanOptionalAction, default=False,
+                   help="frozen encoder, BN + Linear on the cls feature (use a *_linprobe preset for the recipe)")
+    g.add_argument("--freeze_blocks", type=int, default=0, help="freeze the embeddings and the first k blocks")
+    g.add_argument("--train_fraction", type=float, default=1.0, help="class-stratified fraction of the training labels")
+    g.add_argument("--eval_only", action="store_true", help="evaluate --resume PATH (raw + EMA) or --init; no training")
+    return engine.parse_args(p, PRESETS, argv, script="finetune", resolve=resolve_args)
+
+
+def resolve_args(args, parser):
+    if args.arch not in VIT_PRESETS:
+        parser.error(f"unknown --arch '{args.arch}'; choose one of: {', '.join(VIT_PRESETS)}")
+    if args.pretrained and args.init:
+        parser.error("give --pretrained (CLIP weights) or --init (an encoder checkpoint), not both; --pretrained '' clears it")
+    if args.pretrained and not VIT_PRESETS[args.arch].get("norm_pre"):
+        parser.error(f"--pretrained loads CLIP weights into a clip_* arch; for --arch {args.arch} use --init")
+    if args.linprobe and args.global_pool != "token":   # MAE #186: with pooling, fc_norm would be a frozen random LN
+        parser.error("--linprobe uses the cls token after the final norm: add --global_pool token")
+    if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
+        parser.error("mixup/cutmix pair each image with the batch flipped: --batch_size must be even")
+    args.crop_scale = tuple(args.crop_scale)
+
+
+# ----------------------------------------------------------------------------- training script
+
+def write_json(ctx, path, obj):
+    if ctx.is_master:
+        with open(path, "w") as f:
+            json.dump(obj, f, indent=2)
+
+
+def main(argv=None):
+    args = get_args(argv)
+    ctx = engine.setup(args)
+    mean, std = MEAN_STD[args.mean_std]
+    img_size = args.img_size or VIT_PRESETS[args.arch].get("img_size", 224)
+    data_kw = dict(img_size=img_size, data_root=args.data_root, download=args.download, num_train=args.num_train,
+                   num_val=args.num_val)
+    if args.linprobe:       # MAE App. A.1: "regularization is in general harmful for linear probing": crop + flip only
+        train_tf = build_transform("linprobe", img_size, mean, std, scale=args.crop_scale)
+    else:
+        train_tf = fix_posterize(build_transform("finetune", img_size, mean, std, scale=args.crop_scale, aa=args.aa,
+                                                 reprob=args.reprob))
+    try:
+        val_set = build_dataset(args.data, "val", build_transform("eval", img_size, mean, std, crop_pct=args.crop_pct), **data_kw)
+        train_set = None if args.eval_only else build_dataset(args.data, "train", train_tf, **data_kw)
+    except DataError as e:
+        raise SystemExit(f"--data {args.data}: {e}") from None
+    if train_set is not None and args.train_fraction < 1:
+        train_set = subset_fraction(train_set, args.train_fraction, seed=args.seed)
+    num_classes = len(val_set.classes)
+
+    # a checkpoint to resume from replaces every weight: then CLIP's are not fetched (the architecture is --arch's)
+    resuming = bool(args.resume) and (args.resume != "auto" or bool(engine.list_checkpoints(args.output_dir)))
+    model = build_model(args, num_classes, load_clip=not resuming).to(ctx.device)
+    optimizer = build_optimizer(model, args)
+    # DDP broadcasts rank 0's weights (each rank drew its own random head): copy the EMA after that, then resume both
+    train_model = engine.wrap_model(model, ctx, args)
+    ema = ModelEma(model, args.ema_decay) if args.ema_decay > 0 else None     # starts at the *pre-trained* weights
+    start_epoch, extra = engine.resume(args, model, optimizer, ema=ema)
+    val_loader = engine.eval_loader(val_set, args, ctx)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    engine.print0(f"[finetune] {args.model} (arch {args.arch} @ {img_size}px, pool {args.global_pool}"
+                  f"{', linear probe' if args.linprobe else ''}{f', {args.freeze_blocks} blocks frozen' if args.freeze_blocks else ''}): "
+                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, {n_train / 1e6:.3f} M trainable; "
+                  f"{num_classes} classes; weights: {args.pretrained or args.init or 'random init (WARNING: nothing pre-trained)'}")
+
+    if args.eval_only:                                  # the EMA only exists in a checkpoint (--resume)
+        res = dict(zip(["acc1", "acc5"], evaluate(model, val_loader, ctx)))
+        res.update(zip(["acc1_ema", "acc5_ema"], evaluate(ema.module, val_loader, ctx) if ema is not None and args.resume else ()))
+        engine.print0(f"[finetune] eval on {len(val_set)} images: " + ", ".join(f"{k} {v:.2f}" for k, v in res.items()))
+        write_json(ctx, os.path.join(args.output_dir, "eval.json"), res)
+        engine.cleanup()
+        return model
+
+    loader = engine.train_loader(train_set, args, ctx)
+    steps_per_epoch = len(loader) // args.accum_iter
+    if steps_per_epoch == 0:
+        raise SystemExit(f"{len(train_set)} images is less than one step of {args.eff_batch_size}; lower --batch_size")
+    engine.print0(f"[finetune] recipe: lr {args.blr:g} at batch {args.lr_batch} -> {args.lr:.3g} at this run's batch "
+                  f"{args.eff_batch_size}; layer decay {args.layer_decay}, EMA {args.ema_decay or 'off'}; "
+                  f"{len(train_set)} train / {len(val_set)} val images, {steps_per_epoch} steps/epoch")
+    log = engine.MetricsLog(args.output_dir, ctx)
+    mixup_fn = None
+    if args.mixup > 0 or args.cutmix > 0:               # MAE Table 9: mixup 0.8 / cutmix 1.0, switch 0.5, per batch
+        from timm.data import Mixup
+        mixup_fn = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, label_smoothing=args.smoothing,
+                         num_classes=num_classes)
+
+    def loss_fn(m, batch):
+        imgs, target = batch[0].to(ctx.device, non_blocking=True), batch[1].to(ctx.device, non_blocking=True)
+        if mixup_fn is not None:
+            imgs, target = mixup_fn(imgs, target)       # target: (B, K) soft labels, smoothing folded in
+            logits = m(imgs).float()                    # (B, K)
+            return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean(), {}   # timm SoftTargetCrossEntropy
+        return F.cross_entropy(m(imgs).float(), target, label_smoothing=args.smoothing), {}
+
+    # best-so-far values live in every checkpoint's `extra`, so --resume auto continues them
+    best = dict(best_acc1=None, best_acc5=None, best_acc1_epoch=None, best_acc1_ema=None, best_acc5_ema=None,
+                best_acc1_ema_epoch=None)
+    best.update(extra)
+    for epoch in range(start_epoch, args.epochs):
+        loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log, model=model, ema=ema)
+        acc1, acc5 = evaluate(model, val_loader, ctx)
+        acc1_ema, acc5_ema = evaluate(ema.module, val_loader, ctx) if ema is not None else (None, None)
+        done = engine.finished(args, epoch, steps_per_epoch)
+        step = min((epoch + 1) * steps_per_epoch, args.max_steps or 10 ** 12)
+        log.log(epoch=epoch, step=step, val_acc1=acc1, val_acc5=acc5, val_acc1_ema=acc1_ema, val_acc5_ema=acc5_ema)
+        if best["best_acc1"] is None or acc1 > best["best_acc1"]:
+            best.update(best_acc1=acc1, best_acc5=acc5, best_acc1_epoch=epoch)
+        if ema is not None and (best["best_acc1_ema"] is None or acc1_ema > best["best_acc1_ema"]):
+            best.update(best_acc1_ema=acc1_ema, best_acc5_ema=acc5_ema, best_acc1_ema_epoch=epoch)
+        best.update(last_acc1=acc1, last_acc5=acc5, last_acc1_ema=acc1_ema, last_acc5_ema=acc5_ema, last_epoch=epoch,
+                    best_epoch=best["best_acc1_ema_epoch" if ema is not None else "best_acc1_epoch"],
+                    selected_by="ema" if ema is not None else "raw")
+        engine.print0(f"[finetune] epoch {epoch}: train loss {loss:.4f} | val top-1 {acc1:.2f} top-5 {acc5:.2f}"
+                      + (f" | EMA top-1 {acc1_ema:.2f} top-5 {acc5_ema:.2f}" if ema is not None else ""))
+        # FT-CLIP's "Max accuracy" is the best EMA top-1 over epochs (reference §3.6): checkpoint-best follows it
+        if best["best_epoch"] == epoch:
+            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, ema=ema, extra=best,
+                                   name="checkpoint-best.pt")
+        if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs or done:
+            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, ema=ema, extra=best)
+        if done:
+            break
+    write_json(ctx, os.path.join(args.output_dir, "summary.json"), best)
+    if best["best_acc1"] is not None:
+        engine.print0(f"[finetune] best top-1 {best['best_acc1']:.2f} (raw, epoch {best['best_acc1_epoch']}), last "
+                      f"{best['last_acc1']:.2f} (raw)" + (f"; best EMA top-1 {best['best_acc1_ema']:.2f} (epoch "
+                      f"{best['best_acc1_ema_epoch']}: FT-CLIP's headline number), last {best['last_acc1_ema']:.2f} (EMA)"
+                      if ema is not None else "") + f" -> {os.path.join(args.output_dir, 'summary.json')}")
+    engine.cleanup()
+    return model
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""ema.py: FT-CLIP's weight EMA is exactly ema <- decay * ema + (1 - decay) * param, matched by name, on a separate copy."""
+import torch
+import torch.nn as nn
+
+from ema import ModelEma, unwrap
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 3)
+        self.bn = nn.BatchNorm1d(3)
+        self.b = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.b(self.bn(self.a(x)))
+
+
+class Reordered(nn.Module):
+    """The same names and shapes as Net, registered in another order: a positional zip would pair a with b."""
+
+    def __init__(self):
+        super().__init__()
+        self.b = nn.Linear(3, 3)
+        self.bn = nn.BatchNorm1d(3)
+        self.a = nn.Linear(3, 3)
+
+
+def _perturb(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g))
+        model.bn.running_mean.add_(torch.randn(3, generator=g))   # a buffer that changed too
+        model.bn.num_batches_tracked += 7
+    return model
+
+
+def test_decay_0_copies_the_model_exactly():
+    torch.manual_seed(0)
+    model = Net()
+    ema = ModelEma(model, decay=0.0)
+    _perturb(model, 1)
+    ema.update(model)
+    for (k, v), e in zip(model.state_dict().items(), ema.state_dict().values()):
+        assert torch.equal(v, e), k
+
+
+def test_decay_1_freezes_the_average():
+    torch.manual_seed(0)
+    model = Net()
+    ema = ModelEma(model, decay=1.0)
+    before = {k: v.clone() for k, v in ema.module.named_parameters()}
+    for s in range(3):
+        ema.update(_perturb(model, s))
+    for k, p in ema.module.named_parameters():
+        assert torch.equal(p, before[k]), k
+
+
+def test_one_step_equals_the_formula_for_every_parameter_and_copies_buffers():
+    torch.manual_seed(0)
+    model = Net()
+    ema = ModelEma(model, decay=0.9998)
+    old = {k: v.clone() for k, v in ema.module.named_parameters()}
+    _perturb(model, 1)
+    ema.update(model)
+    for k, p in model.named_parameters():
+        expected = 0.9998 * old[k] + (1 - 0.9998) * p.detach()        # FT-CLIP §2.1, hand-computed
+        torch.testing.assert_close(ema.module.get_parameter(k), expected, rtol=1e-6, atol=1e-7)
+    assert torch.equal(ema.module.bn.running_mean, model.bn.running_mean)              # buffers: copied, not averaged
+    assert ema.module.bn.num_batches_tracked.item() == model.bn.num_batches_tracked.item() == 7
+
+
+def test_the_average_is_an_fp32_eval_copy_sharing_no_storage():
+    model = Net().train().to(torch.bfloat16)
+    ema = ModelEma(model)
+    assert not ema.module.training and all(p.dtype == torch.float32 and not p.requires_grad
+                                           for p in ema.module.parameters())
+    live = {t.untyped_storage().data_ptr() for t in model.state_dict().values()}
+    assert not live & {t.untyped_storage().data_ptr() for t in ema.module.state_dict().values()}
+    with torch.no_grad():
+        model.a.weight.add_(1.0)                                   # changing the live model leaves the average alone
+    assert not torch.equal(ema.module.a.weight, model.a.weight.float())
+
+
+def test_parameters_are_matched_by_name_not_position():
+    torch.manual_seed(0)
+    model = Net()
+    ema = ModelEma(model, decay=0.5)
+    other = Reordered()
+    other.load_state_dict(_perturb(Net(), 3).state_dict())       # same values per name, other registration order
+    assert [n for n, _ in other.named_parameters()][0] == "b.weight"
+    old_a = ema.module.a.weight.clone()
+    ema.update(other)
+    torch.testing.assert_close(ema.module.a.weight, 0.5 * old_a + 0.5 * other.a.weight.detach())
+
+
+def test_state_dict_round_trip():
+    torch.manual_seed(0)
+    model = Net()
+    ema = ModelEma(model, decay=0.9)
+    ema.update(_perturb(model, 1))
+    fresh = ModelEma(Net(), decay=0.9)
+    fresh.load_state_dict(ema.state_dict())
+    for (k, v), w in zip(ema.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+class Wrapper(nn.Module):
+    """What DDP looks like from outside: the model is its only child, `.module`."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+
+def test_ddp_and_compile_wrappers_are_unwrapped():
+    torch.manual_seed(0)
+    model = Net()
+    compiled = torch.compile(model)                               # an OptimizedModule; nothing compiles until called
+    assert unwrap(compiled) is model and unwrap(Wrapper(compiled)) is model
+    ema = ModelEma(Wrapper(compiled), decay=0.0)
+    assert set(ema.state_dict()) == set(model.state_dict())       # no "module." / "_orig_mod." prefixes
+    _perturb(model, 2)
+    ema.update(Wrapper(compiled))
+    assert torch.equal(ema.module.b.weight, model.b.weight)
