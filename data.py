@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 from torchvision import datasets
 from torchvision import transforms as T
 
@@ -250,6 +250,22 @@ def subset_fraction(dataset, fraction, seed=0):
 
 # ----------------------------------------------------------------------------- transforms
 
+def _posterize(img, bits_to_keep, **_):
+    if bits_to_keep >= 8:
+        return img
+    return ImageOps.posterize(img, bits_to_keep) if bits_to_keep > 0 else Image.new(img.mode, img.size)
+
+
+def fix_posterize(transform):
+    """timm's 'inc1' Posterize keeps 4 - int(4 m / 10) bits: 0 at magnitude 10, which mstd 0.5 reaches in ~2% of draws.
+    Pillow >= 13 raises on 0 bits, where older Pillow (and so the papers' runs) returned a black image: restore that,
+    so an epoch does not die in a worker."""
+    for op in (o for t in getattr(transform, "transforms", []) for o in getattr(t, "ops", [])):
+        if op.name.startswith("Posterize"):
+            op.aug_fn = _posterize
+    return transform
+
+
 def build_transform(kind, img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, *, scale=None, interpolation="bicubic",
                     aa="rand-m9-mstd0.5-inc1", reprob=0.25, crop_pct=0.875, color_jitter=0.0, hflip=0.5):
     """kind: pretrain | finetune | linprobe | eval (see the module docstring). mean=None skips Normalize
@@ -269,9 +285,10 @@ def build_transform(kind, img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, *, sca
         if mean is None:
             raise ValueError("build_transform('finetune') needs mean/std: RandomErasing acts on the normalised image")
         from timm.data import create_transform
-        return create_transform(input_size=img_size, is_training=True, scale=scale or (0.08, 1.0), hflip=hflip,
-                                auto_augment=aa or None, color_jitter=color_jitter or None, interpolation=interpolation,
-                                re_prob=reprob, re_mode="pixel", re_count=1, mean=mean, std=std)
+        return fix_posterize(create_transform(input_size=img_size, is_training=True, scale=scale or (0.08, 1.0),
+                                              hflip=hflip, auto_augment=aa or None, color_jitter=color_jitter or None,
+                                              interpolation=interpolation, re_prob=reprob, re_mode="pixel", re_count=1,
+                                              mean=mean, std=std))
     if kind == "linprobe":    # MAE App. A.1 / Table 10: "regularization is in general harmful for linear probing"
         return T.Compose([T.RandomResizedCrop(img_size, scale=scale or (0.08, 1.0), interpolation=interp),
                           T.RandomHorizontalFlip(hflip)] + tail)

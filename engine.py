@@ -327,13 +327,13 @@ def train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, l
         if ema is not None:
             ema.update(model)
         losses.append(loss_value)
+        ips = (i + 1) * args.eff_batch_size / (time.perf_counter() - t0)     # images/s since the epoch began
         if (step + 1) % args.log_every == 0 or i == steps_per_epoch - 1:
-            row = {"step": step + 1, "epoch": epoch, "loss": loss_value, "lr": lr, **extras}
+            row = {"step": step + 1, "epoch": epoch, "loss": loss_value, "lr": lr, "img_s": round(ips, 1), **extras}
             if grad_norm is not None:
                 row["grad_norm"] = float(grad_norm)
             log.log(**row)
         if bar is not None:
-            ips = (i + 1) * args.eff_batch_size / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.0f}", refresh=False)
             bar.update()
     if bar is not None:

@@ -28,7 +28,6 @@ import os
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image, ImageOps
 
 import engine
 from data import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DataError, build_dataset, build_transform, subset_fraction
@@ -170,24 +169,6 @@ def build_model(args, num_classes, load_clip=True):
             if p is not None:
                 p.requires_grad_(False)
     return model
-
-
-# ----------------------------------------------------------------------------- a Pillow 13 fix for timm's RandAugment
-
-def _posterize(img, bits_to_keep, **_):
-    if bits_to_keep >= 8:
-        return img
-    return ImageOps.posterize(img, bits_to_keep) if bits_to_keep > 0 else Image.new(img.mode, img.size)
-
-
-def fix_posterize(transform):
-    """NOTE: belongs in data.build_transform (see README). timm's 'inc1' Posterize keeps 4 - int(4 m / 10) bits, i.e.
-    0 at magnitude 10, which mstd 0.5 reaches in ~2% of draws; Pillow >= 13 raises on 0 bits where older Pillow (and
-    so the papers' runs) returned a black image. This restores that, so an epoch does not die in a worker."""
-    for op in (o for t in getattr(transform, "transforms", []) for o in getattr(t, "ops", [])):
-        if op.name.startswith("Posterize"):
-            op.aug_fn = _posterize
-    return transform
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -357,8 +338,7 @@ def main(argv=None):
     if args.linprobe:       # MAE App. A.1: "regularization is in general harmful for linear probing": crop + flip only
         train_tf = build_transform("linprobe", img_size, mean, std, scale=args.crop_scale)
     else:
-        train_tf = fix_posterize(build_transform("finetune", img_size, mean, std, scale=args.crop_scale, aa=args.aa,
-                                                 reprob=args.reprob))
+        train_tf = build_transform("finetune", img_size, mean, std, scale=args.crop_scale, aa=args.aa, reprob=args.reprob)
     try:
         val_set = build_dataset(args.data, "val", build_transform("eval", img_size, mean, std, crop_pct=args.crop_pct), **data_kw)
         train_set = None if args.eval_only else build_dataset(args.data, "train", train_tf, **data_kw)

@@ -25,8 +25,10 @@ def random_masking(x, mask_ratio, generator=None):
     Small noise is kept; the kept tokens come in noise order (not spatial order), as in MAE."""
     B, N, D = x.shape
     n_keep = int(N * (1 - mask_ratio))
-    gen_device = generator.device if generator is not None else x.device
-    noise = torch.rand(B, N, generator=generator, device=gen_device).to(x.device)   # (B, N) uniform in [0, 1)
+    if generator is None:                   # (torch.compile cannot trace an explicit generator argument)
+        noise = torch.rand(B, N, device=x.device)                                    # (B, N) uniform in [0, 1)
+    else:
+        noise = torch.rand(B, N, generator=generator, device=generator.device).to(x.device)
     ids_shuffle = torch.argsort(noise, dim=1)                                        # ascending: small = keep
     ids_restore = torch.argsort(ids_shuffle, dim=1)                                  # inverse permutation
     ids_keep = ids_shuffle[:, :n_keep]                                               # (B, N_keep)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import data
-from data import (SHAPES_CLASSES, DataError, ShapesDataset, build_dataset, build_transform, make_shapes,
+from data import (IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, DataError, ShapesDataset, build_dataset, build_transform, make_shapes,
                   subset_fraction)
 
 
@@ -178,3 +178,16 @@ def test_cli_writes_a_labelled_grid(tmp_path):
 def test_cli_reports_a_data_error_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match=r"error: no such folder: .*missing"):
         data.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")])
+
+
+def test_randaug_posterize_at_magnitude_10_gives_black_instead_of_raising():
+    # timm 'inc1' Posterize at magnitude 10 keeps 0 bits; Pillow >= 13 raises there, older Pillow returned black
+    tf = build_transform("finetune", 32, IMAGENET_MEAN, IMAGENET_STD, aa="rand-m9-mstd0.5-inc1")
+    ops = [o for t in tf.transforms for o in getattr(t, "ops", []) if o.name.startswith("Posterize")]
+    assert ops, "timm's RandAugment has a Posterize op"
+    op = ops[0]
+    op.prob, op.magnitude, op.magnitude_std = 1.0, 10, 0
+    img = Image.new("RGB", (8, 8), (200, 120, 40))
+    assert op(img).getextrema() == ((0, 0), (0, 0), (0, 0))
+    op.magnitude = 0                                            # 4 bits kept: 200 -> 192
+    assert op(img).getpixel((0, 0)) == (192, 112, 32)
