@@ -237,7 +237,7 @@ def benchmark(argv):
     for k, v in med.items():
         print(f"  {k:13s} {v * 1000:8.1f} ms/step  {a.batch_size / v:7.1f} img/s")
     print(f"  wall-clock speed-up of the visible-only encoder: {med['w/ [M]'] / med['visible-only']:.2f}x (MAE Table 2: 2.8-4.1x)")
-    for name in [a.model, "mae_vit_large_patch16"]:
+    for name in dict.fromkeys([a.model, "mae_vit_large_patch16"]):
         f_vis, f_m = mae_flops(name, False), mae_flops(name, True)
         print(f"  {name}: forward GFLOPs {f_vis:.1f} visible-only vs {f_m:.1f} w/ [M]: {f_m / f_vis:.2f}x (MAE Table 1c: 3.3x)")
     return med
