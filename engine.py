@@ -346,6 +346,14 @@ def finished(args, epoch, steps_per_epoch):
     return bool(args.max_steps) and (epoch + 1) * steps_per_epoch >= args.max_steps
 
 
+def end_of_epoch(args, epoch, steps_per_epoch):
+    """(optimizer steps done by the end of `epoch`, checkpoint now?, run finished?): a checkpoint every --save_every
+    epochs, at the last epoch, and when --max_steps ends the run early."""
+    done = finished(args, epoch, steps_per_epoch)
+    step = min((epoch + 1) * steps_per_epoch, args.max_steps or 10 ** 12)
+    return step, (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs or done, done
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 

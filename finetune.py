@@ -401,8 +401,7 @@ def main(argv=None):
         loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log, model=model, ema=ema)
         acc1, acc5 = evaluate(model, val_loader, ctx)
         acc1_ema, acc5_ema = evaluate(ema.module, val_loader, ctx) if ema is not None else (None, None)
-        done = engine.finished(args, epoch, steps_per_epoch)
-        step = min((epoch + 1) * steps_per_epoch, args.max_steps or 10 ** 12)
+        step, save, done = engine.end_of_epoch(args, epoch, steps_per_epoch)
         log.log(epoch=epoch, step=step, val_acc1=acc1, val_acc5=acc5, val_acc1_ema=acc1_ema, val_acc5_ema=acc5_ema)
         if best["best_acc1"] is None or acc1 > best["best_acc1"]:
             best.update(best_acc1=acc1, best_acc5=acc5, best_acc1_epoch=epoch)
@@ -417,7 +416,7 @@ def main(argv=None):
         if best["best_epoch"] == epoch:
             engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, ema=ema, extra=best,
                                    name="checkpoint-best.pt")
-        if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs or done:
+        if save:
             engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, ema=ema, extra=best)
         if done:
             break

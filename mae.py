@@ -292,9 +292,8 @@ def main(argv=None):
     for epoch in range(start_epoch, args.epochs):
         loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log)
         engine.print0(f"[mae] epoch {epoch}: mean loss {loss:.4f}")
-        done = engine.finished(args, epoch, steps_per_epoch)
-        if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs or done:
-            step = min((epoch + 1) * steps_per_epoch, args.max_steps or 10 ** 12)
+        step, save, done = engine.end_of_epoch(args, epoch, steps_per_epoch)
+        if save:
             engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step)
             if ctx.is_master:   # the encoder alone, for finetune.py --init and maskdistill.py --teacher
                 engine.save_encoder(os.path.join(args.output_dir, "encoder.pt"), model.encoder, model.encoder.cfg, "mae.py", args)

@@ -406,9 +406,8 @@ def main(argv=None):
     for epoch in range(start_epoch, args.epochs):
         loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log)
         engine.print0(f"[maskdistill] epoch {epoch}: mean loss {loss:.4f}")
-        done = engine.finished(args, epoch, steps_per_epoch)
-        if (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs or done:
-            step = min((epoch + 1) * steps_per_epoch, args.max_steps or 10 ** 12)
+        step, save, done = engine.end_of_epoch(args, epoch, steps_per_epoch)
+        if save:
             engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step)
             if ctx.is_master:   # the student alone, for finetune.py --init (the mask token is dropped on load)
                 engine.save_encoder(os.path.join(args.output_dir, "encoder.pt"), model.student, model.student.cfg,
