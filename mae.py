@@ -208,9 +208,39 @@ def mae_flops(name, encoder_mask_tokens, mask_ratio=0.75, img_size=None):
     return counter.get_total_flops() / 2 / 1e9
 
 
+def step_times(name, batch_size, repeats, img_size=None, device="cpu", compile=False):
+    """MAE Table 1c / Table 2: median seconds of one training step (fwd+bwd) of MAE `name`, visible-only encoder vs
+    --encoder_mask_tokens, same weights and batch, interleaved repeats after warm-up rounds (where compilation
+    happens). bf16 autocast on CUDA, fp32 on the CPU. Returns ({"visible-only": s, "w/ [M]": s}, img_size)."""
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    kw = {"img_size": img_size} if img_size else {}
+    fast, slow = create_mae(name, **kw).to(dev), create_mae(name, encoder_mask_tokens=True, **kw).to(dev)
+    slow.load_state_dict(fast.state_dict(), strict=False)
+    size = fast.encoder.cfg.img_size
+    x = torch.randn(batch_size, 3, size, size, device=dev)                     # (B, C, H, W)
+    models = {"visible-only": fast, "w/ [M]": slow}
+    if compile:
+        models = {k: torch.compile(m) for k, m in models.items()}
+    warmup = 3 if compile else 2
+    times = {k: [] for k in models}
+    for r in range(warmup + repeats):
+        for label, m in models.items():                                        # a, b, a, b: drift hits both alike
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                loss = m(x)[0]
+            loss.backward()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            if r >= warmup:
+                times[label].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}, size
+
+
 def benchmark(argv):
-    """MAE Table 1c / Table 2 on this machine: one training step (fwd+bwd) of MAE ViT-B/16 at 224, visible-only
-    encoder vs --encoder_mask_tokens, interleaved repeats, median; plus the FLOPs ratio for B and L."""
+    """`python mae.py --benchmark`: step_times for MAE ViT-B/16 at 224 on this machine, plus the FLOPs ratio for B and L."""
     p = argparse.ArgumentParser(description=benchmark.__doc__)
     p.add_argument("--benchmark", action="store_true")
     p.add_argument("--model", default="mae_vit_base_patch16")
@@ -218,21 +248,7 @@ def benchmark(argv):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--img_size", type=int, default=None)
     a = p.parse_args(argv)
-    torch.manual_seed(0)
-    fast = create_mae(a.model, **({"img_size": a.img_size} if a.img_size else {}))
-    slow = create_mae(a.model, encoder_mask_tokens=True, **({"img_size": a.img_size} if a.img_size else {}))
-    slow.load_state_dict(fast.state_dict(), strict=False)
-    size = fast.encoder.cfg.img_size
-    x = torch.randn(a.batch_size, 3, size, size)
-    times = {"visible-only": [], "w/ [M]": []}
-    for r in range(a.repeats + 1):                                   # first round = warm-up, not counted
-        for label, m in [("visible-only", fast), ("w/ [M]", slow)]:
-            t0 = time.perf_counter()
-            loss, _, _ = m(x)
-            loss.backward()
-            if r:
-                times[label].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med, size = step_times(a.model, a.batch_size, a.repeats, a.img_size)
     print(f"{a.model} @ {size}px, batch {a.batch_size}, {torch.get_num_threads()} threads, fwd+bwd median of {a.repeats}:")
     for k, v in med.items():
         print(f"  {k:13s} {v * 1000:8.1f} ms/step  {a.batch_size / v:7.1f} img/s")

@@ -23,7 +23,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mae import create_mae, mae_flops  # noqa: E402
+from mae import create_mae, mae_flops, step_times  # noqa: E402
 from vit import count_params_and_flops, create_model  # noqa: E402
 
 # Published numbers: (preset, img, what, paper value, source)
@@ -96,24 +96,10 @@ def bench_vit_vs_timm(batch, repeats, tiny, dev):
 
 
 def bench_mae(model, batch, repeats, dev, compile=False):
-    """On a GPU the MAE step is timed compiled, as training runs: eager, ViT-L's 3,000-odd kernel launches per step
-    cost more than the visible-only encoder's small matmuls (measured on an H100: eager L at batch 64 gives 1.26x)."""
-    torch.manual_seed(0)
-    fast, slow = create_mae(model), create_mae(model, encoder_mask_tokens=True)
-    slow.load_state_dict(fast.state_dict(), strict=False)
-    fast, slow = fast.to(dev), slow.to(dev)
-    if compile:
-        fast, slow = torch.compile(fast), torch.compile(slow)
-    size = fast.encoder.cfg.img_size if not compile else fast._orig_mod.encoder.cfg.img_size
-    x = torch.randn(batch, 3, size, size, device=dev)
-
-    def step(m):
-        def f():
-            with autocast(dev):
-                loss = m(x)[0]
-            loss.backward()
-        return f
-    t = interleaved({"visible-only": step(fast), "w/ [M]": step(slow)}, repeats, dev, warmup=3 if compile else 2)
+    """mae.step_times plus the FLOPs of both. On a GPU the step is timed compiled, as training runs: eager, ViT-L's
+    3,000-odd kernel launches per step cost more than the visible-only encoder's small matmuls (measured on an H100:
+    eager L at batch 64 gives 1.26x)."""
+    t, _ = step_times(model, batch, repeats, device=dev, compile=compile)
     return t["visible-only"], t["w/ [M]"], mae_flops(model, False), mae_flops(model, True)
 
 
