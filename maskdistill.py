@@ -14,7 +14,7 @@ Table 1 and Table 8 as flags (defaults = the "MaskDistill (Ours)" row: CLIP | Vi
   Table 8, CLIP + MSE, no norm            --loss mse --target_norm none
   Table 8, CLIP + cosine (l2)             --loss cosine --target_norm none
   Table 8, CLIP + Smooth-l1 + BN          --target_norm bn
-  Table 8, last layer (default)           --target raw     (mean of last 3/6 layers: not implemented)
+  Table 8, last layer (default)           --target proj    (mean of last 3/6 layers: not implemented)
   Table 5 / §4.3, knowledge distillation  --mask_ratio 0   (no mask; the loss is on ALL tokens)
   Table 6, other teachers (MAE #9)        --teacher runs/mae_mae_vit_base_patch16/encoder.pt
   EVA §2.2 objective                      --loss cosine --target proj --target_norm none (= --model eva_g14)
@@ -26,7 +26,7 @@ Real run (App. A: batch 2048 = 16 GPUs x 128; on 8 GPUs add --accum_iter 2; CLIP
 The student encoder lands in <output_dir>/encoder.pt; fine-tune it with `finetune.py --init <that file>`.
 
 Shape legend: B batch, C channels, N = Gh*Gw patches, M masked tokens in the batch, D student width,
-D_T teacher width, Dt target width (D_T, or CLIP's proj_dim with --target proj), P patch size.
+D_T teacher width, Dt target width (CLIP's proj_dim; D_T with --target raw/ln), P patch size.
 """
 import argparse
 import math
@@ -41,7 +41,8 @@ import engine
 from data import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DataError, build_dataset, build_transform
 from masking import BlockMaskGenerator
 from vit import PRESETS as VIT_PRESETS
-from vit import OPEN_CLIP_NAMES, ViT, ViTConfig, create_model, load_clip_state_dict, load_pretrained, read_clip_weights
+from vit import (OPEN_CLIP_NAMES, ViT, ViTConfig, clip_to_vit_state_dict, create_model, load_pretrained,
+                 read_clip_weights, resize_pos_embed)
 
 MEAN_STD = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
 
@@ -59,15 +60,18 @@ def normalize_image(x, mean_std):
 class Teacher(nn.Module):
     """T in Eq. 1: a frozen vit.py encoder whose last-layer patch tokens are the target (cls dropped).
 
-    `target` picks the tensor (reference §3.2: the paper does not say which; all three are flags):
-      raw   last block's output, before the final norm (CLIP's ln_post)   (B, N, D_T)
-      ln    after the final norm: open_clip's `output_tokens`             (B, N, D_T)
-      proj  after the final norm and CLIP's `proj`: EVA §2.2's target     (B, N, proj_dim)
-    Default for MaskDistill: raw. Why: (1) Table 8's target-layer ablation averages the outputs of the last
-    1/3/6 blocks, a family defined on block outputs where ln_post does not exist, and "last layer" is its
-    first member; (2) both third-party reimplementations use it (reference §3.2); (3) under Eq. 3's LN
-    without affine, raw and ln differ only by ln_post's per-channel affine: a mild choice.
-    NOTE(paper): the paper does not say; unverified.
+    `target` picks the tensor (the paper does not say which; reference §3.2):
+      proj  ln_post(tokens) @ proj: CLIP's image-text space (B, N, proj_dim): 512 for B/16, 768 for L/14
+      ln    ln_post(tokens), open_clip's `output_tokens`    (B, N, D_T)
+      raw   last block's output, before ln_post             (B, N, D_T)
+    Default proj, as all code of MaskDistill's lineage: BEiT v2's VQ-KD teacher (same first author; ln_post(x) @ proj,
+    vqkd_teacher/clip/model.py), EVA-01 (ln_post(patch tokens) @ proj; EVA #16: better than unprojected for B, L),
+    and the one public code written from MaskDistill's recipe, sunsmarterjie/iTPN `CLIP_as_supervision` (removed
+    after commit 1d30c85; its script header names MaskDistill's first author): encode_image(return_all_tokens) @ proj,
+    LayerNorm without affine, nn.SmoothL1Loss() (beta 1), CLIP-L/14 at 196 px. raw / ln are ablations. A teacher
+    without a projection (a mae.py / maskdistill.py encoder.pt) falls back to ln, its output features (MAE's encoder
+    ends in that norm; BEiT v2's DINO teacher returns norm(x)[:, 1:]); `self.target` is what is used.
+    NOTE(paper): the paper does not say; proj follows its lineage's code.
 
     Input: the student's crop in [0, 1]; it is resized to the teacher's resolution (grid x teacher patch:
     196 px for CLIP-L/14 under a /16 student at 224, §4.1) and normalized with the teacher's own mean/std.
@@ -75,10 +79,10 @@ class Teacher(nn.Module):
     is the same up to interpolation error and saves a second decode.
     """
 
-    def __init__(self, vit, mean_std, target="raw"):
+    def __init__(self, vit, mean_std, target="proj"):
         super().__init__()
         if target == "proj" and vit.proj is None:
-            raise SystemExit("--target proj needs a teacher with an output projection (a CLIP tower); use raw or ln")
+            target = "ln"                               # no projection: its final-norm tokens (see above)
         self.vit, self.mean_std, self.target = vit, mean_std, target
         self.img_size = vit.cfg.img_size
         self.out_dim = vit.cfg.proj_dim if target == "proj" else vit.cfg.embed_dim       # Dt
@@ -104,16 +108,35 @@ class Teacher(nn.Module):
         return h
 
 
-def build_teacher(teacher, pretrained, grid, target="raw", mean_std="auto"):
+def resize_teacher_pos_embed(pos_embed, grid, how="beit2"):
+    """(1, 1+g*g, D) -> (1, 1+Gh*Gw, D), cls row kept, for a teacher fed another resolution (§4.1: CLIP-L/14's
+    16 x 16 table at 196 px). "beit2": as BEiT v2's teachers (vqkd_teacher/clip/model.py, dino.py
+    `interpolate_pos_encoding`, which the author points to in unilm #921): bicubic with scale_factor (G + 0.1) / g
+    (DINO's trick, dino #8; align_corners False, recompute_scale_factor unset), so the output has floor(G + 0.1) = G
+    rows but is sampled at the scale 14.1/16, not 14/16 (on CLIP-L/14: 1-2% off an exact resize per position).
+    We match the code whose targets MaskDistill used. "exact": size=(Gh, Gw), vit.resize_pos_embed."""
+    n = pos_embed.shape[1] - 1
+    old = math.isqrt(n)
+    if old * old != n or (old, old) == tuple(grid):     # no square grid: load_pretrained reports it
+        return pos_embed
+    if how == "exact":
+        return resize_pos_embed(pos_embed, grid)
+    D = pos_embed.shape[-1]
+    table = pos_embed[:, 1:].reshape(1, old, old, D).permute(0, 3, 1, 2).float()        # (1, D, g, g)
+    table = F.interpolate(table, scale_factor=((grid[0] + 0.1) / old, (grid[1] + 0.1) / old), mode="bicubic",
+                          align_corners=False)                                          # (1, D, Gh, Gw)
+    assert tuple(table.shape[-2:]) == tuple(grid), table.shape
+    return torch.cat([pos_embed[:, :1], table.permute(0, 2, 3, 1).reshape(1, -1, D).to(pos_embed.dtype)], dim=1)
+
+
+def build_teacher(teacher, pretrained, grid, target="proj", mean_std="auto", pos_resize="beit2"):
     """T for a student patch grid `grid` (Gh, Gw): a CLIP preset name or the path of an encoder.pt."""
     if teacher in OPEN_CLIP_NAMES:
         patch = ViTConfig(**VIT_PRESETS[teacher]).patch_size
         vit = create_model(teacher, img_size=grid[0] * patch)   # pos embed resized on load (unilm #921)
+        sd, where = None, f"--teacher_pretrained {pretrained} does not fit {teacher}"
         if pretrained != "random":                      # "random": same shapes, no weights (smoke runs only)
-            try:
-                load_clip_state_dict(vit, read_clip_weights(teacher, pretrained, "--teacher_pretrained"))
-            except ValueError as e:
-                raise SystemExit(f"--teacher_pretrained {pretrained} does not fit {teacher}: {e}") from None
+            sd = clip_to_vit_state_dict(read_clip_weights(teacher, pretrained, "--teacher_pretrained"))
         default = "clip"
     else:                                               # Table 6: any encoder saved by mae.py / maskdistill.py
         if not os.path.isfile(teacher):
@@ -126,11 +149,15 @@ def build_teacher(teacher, pretrained, grid, target="raw", mean_std="auto"):
         cfg = {k: v for k, v in ckpt["vit_config"].items() if k in known}
         cfg.update(img_size=grid[0] * cfg["patch_size"], mask_token=False, drop_path=0.0)
         vit = ViT(ViTConfig(**cfg))
-        try:
-            load_pretrained(vit, ckpt["model"])
-        except ValueError as e:
-            raise SystemExit(f"--teacher {teacher} does not fit a {vit.patch_embed.grid_size} grid: {e}") from None
+        sd, where = dict(ckpt["model"]), f"--teacher {teacher} does not fit a {vit.patch_embed.grid_size} grid"
         default = (ckpt.get("args") or {}).get("student_mean_std", "imagenet")   # mae.py normalizes with ImageNet
+    if sd is not None:
+        if "pos_embed" in sd and vit.pos_embed is not None:
+            sd["pos_embed"] = resize_teacher_pos_embed(sd["pos_embed"], vit.patch_embed.grid_size, pos_resize)
+        try:
+            load_pretrained(vit, sd)
+        except ValueError as e:
+            raise SystemExit(f"{where}: {e}") from None
     return Teacher(vit, default if mean_std == "auto" else mean_std, target)
 
 
@@ -196,8 +223,9 @@ class MaskDistill(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def no_weight_decay(self):
-        # NOTE: vit.py exempts mask_token from decay; BEiT v2 decays it (and the RPE table, as here).
-        return self.student.no_weight_decay()
+        # BEiT v2 modeling_pretrain.py, EVA-01 eva/modeling_mae_pretrain.py: only pos_embed and cls_token (and, in
+        # engine.param_groups, 1-D params and biases) skip decay: the 3-D mask token, RPE table and head are decayed.
+        return {"pos_embed", "cls_token"}
 
     def forward(self, x, mask):                         # (B, C, H, W) normalized, mask (B, N) bool
         # Eq. 2: masked patch embeddings -> the shared mask token, then cls + positions; blocks; final LN.
@@ -263,7 +291,7 @@ class MaskCollate:
 # relative positions + layer scale following BEiT; student normalized with ImageNet mean/std (BEiT v2 recipe).
 _APP_A = dict(epochs=300, warmup_epochs=10, blr=1.5e-3, lr_batch=2048, batch_size=128, weight_decay=0.05,
               betas=(0.9, 0.999), opt_eps=1e-8, min_lr=1e-5, clip_grad=3.0, color_jitter=0.4,
-              student_mean_std="imagenet", teacher_pretrained="openai", target="raw", target_norm="ln",
+              student_mean_std="imagenet", teacher_pretrained="openai", target="proj", target_norm="ln",
               loss="smooth_l1", smooth_l1_beta=1.0, rel_pos_bias=True, abs_pos_emb=True, qv_bias=True,
               num_mask_patches=75, min_mask_patches=16, exact_mask=True, init_std=0.02)
 PRESETS = {
@@ -310,8 +338,11 @@ def get_args(argv=None):
                    "local file (state dict or OpenAI TorchScript), or 'random' (no weights: smoke runs only)")
     g.add_argument("--teacher_mean_std", default="auto", choices=["auto", "imagenet", "clip"],
                    help="auto: CLIP's for CLIP, else what the encoder was trained with")
-    g.add_argument("--target", default="raw", choices=["raw", "ln", "proj"],
-                   help="last-layer tokens before ln_post | after ln_post | after ln_post @ proj (EVA)")
+    g.add_argument("--target", default="proj", choices=["proj", "ln", "raw"],
+                   help="last-layer tokens: ln_post(.) @ proj (BEiT v2 / EVA; a teacher without proj: ln) | "
+                   "after ln_post | before ln_post")
+    g.add_argument("--teacher_pos_resize", default="beit2", choices=["beit2", "exact"],
+                   help="teacher position table to another grid: BEiT v2's scale factor (G+0.1)/g | exactly G")
     g = p.add_argument_group("normalization N (Eq. 3, Table 8)")
     g.add_argument("--target_norm", default="ln", choices=["ln", "bn", "none"], help="ln = LayerNorm without affine")
     g = p.add_argument_group("student S (Eq. 2, §4.1, App. A)")
@@ -360,7 +391,7 @@ def build(args, device="cpu"):
                             qv_bias=args.qv_bias, layer_scale=args.layer_scale, drop_path=args.drop_path,
                             init_std=args.init_std)
     teacher = build_teacher(args.teacher, args.teacher_pretrained, student.patch_embed.grid_size, args.target,
-                            args.teacher_mean_std)
+                            args.teacher_mean_std, args.teacher_pos_resize)
     return MaskDistill(student, teacher.out_dim, args.init_std).to(device), teacher.to(device)
 
 
@@ -393,9 +424,10 @@ def main(argv=None):
     train_model = engine.wrap_model(model, ctx, args)        # S + H only: the teacher is never DDP-wrapped
     teacher_fn = torch.compile(teacher) if args.compile else teacher
     log = engine.MetricsLog(args.output_dir, ctx)
+    target = teacher.target if teacher.target == args.target else f"{teacher.target} (teacher has no proj)"
     engine.print0(f"[maskdistill] student {args.student} {grid[0]}x{grid[1]} @ {args.img_size}px, "
                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M trainable; teacher {args.teacher} "
-                  f"@ {teacher.img_size}px, target {args.target} (Dt {teacher.out_dim}), norm {args.target_norm}, "
+                  f"@ {teacher.img_size}px, target {target} (Dt {teacher.out_dim}), norm {args.target_norm}, "
                   f"loss {args.loss}; {args.num_mask_patches}/{grid[0] * grid[1]} masked; {len(train_set)} images, "
                   f"{steps_per_epoch} steps/epoch")
 
