@@ -4,7 +4,8 @@
   §3 MAE encoder       vit.py's ViT run on the visible patches (+ cls) only: no mask tokens
   §3 MAE decoder       Linear to 512-d, shared learned mask token, fixed sin-cos positions, 8 blocks x 16 heads
   §3 target / loss     pixels of each patch (per-patch normalized with --norm_pix_loss), MSE on removed patches only
-  App. A.1             xavier-uniform init, lr = blr x batch / 256, AdamW betas (0.9, 0.95), Table 8 recipe
+  App. A.1             xavier-uniform init, lr = blr x batch / 256, AdamW betas (0.9, 0.95), Table 8 recipe;
+                       weight decay on every >= 2-D parameter, cls/mask tokens included (main_pretrain.py)
   Table 1(c)           --encoder_mask_tokens: the encoder sees all patches with mask tokens (the slow way)
 
 Run (CPU quick start, built-in `shapes` data; writes runs/mae_mae_vit_mini/{checkpoint-*.pt,encoder.pt,recon_epochNNN.png}):
@@ -63,7 +64,9 @@ class MaskedAutoencoder(nn.Module):
         D, N, Dd = encoder_cfg.embed_dim, self.encoder.patch_embed.num_patches, decoder_dim
         # ---- decoder (§3 "MAE decoder"): only used in pre-training, ~10% of the encoder's per-token compute
         self.decoder_embed = nn.Linear(D, Dd)                                   # encoder width -> decoder width
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))                  # one shared, learned [M]
+        # One shared, learned [M]. With encoder_mask_tokens the encoder's own [M] fills the masked slots and the
+        # decoder gets all N tokens, so this one would be unused: not created (strict DDP needs every parameter used).
+        self.mask_token = None if encoder_mask_tokens else nn.Parameter(torch.zeros(1, 1, Dd))
         self.decoder_pos_embed = nn.Parameter(sincos_pos_embed_2d(Dd, *grid).unsqueeze(0), requires_grad=False)
         dec_cfg = replace(encoder_cfg, embed_dim=Dd, num_heads=decoder_heads, mlp_dim=4 * Dd, drop_path=0.0)
         self.decoder_blocks = nn.ModuleList(Block(Dd, decoder_heads, 4 * Dd, dec_cfg) for _ in range(decoder_depth))
@@ -90,7 +93,12 @@ class MaskedAutoencoder(nn.Module):
                 nn.init.normal_(t, std=0.02)
 
     def no_weight_decay(self):
-        return {"pos_embed", "cls_token", "mask_token", "decoder_pos_embed"}
+        """Nothing by name: MAE main_pretrain.py builds its AdamW groups with timm 0.3.2's
+        `optim_factory.add_weight_decay(model, wd)` and no skip list, so only 1-D parameters and biases are exempt
+        (engine.param_groups does that part) and cls_token and mask_token, (1, 1, D), ARE decayed (reference
+        mae_ftclip.md §1.8). The sin-cos tables are frozen, hence in no group. Fine-tuning keeps timm's
+        {pos_embed, cls_token} exemption (vit.ViT.no_weight_decay), as MAE main_finetune.py does."""
+        return set()
 
     def forward_encoder(self, imgs, mask_ratio):
         x = self.encoder.embed_patches(imgs)                                    # (B, N, D), positions added
