@@ -173,6 +173,55 @@ PRESETS["mae_vit_mini"].update(epochs=10, warmup_epochs=1, blr=1.5e-3, batch_siz
 PRESETS["mae_vit_test"].update(epochs=2, warmup_epochs=1, blr=1.5e-3, batch_size=16, num_workers=0)
 
 
+# ----------------------------------------------------------------------------- official MAE checkpoints
+
+def from_official_names(state):
+    """facebookresearch/mae models_mae.py names -> ours. Its encoder sits at the top level (cls_token, pos_embed,
+    patch_embed.proj.*, blocks.{i}.*, norm.*), ours under `encoder.` (a vit.ViT with the same timm names); the
+    decoder's names (mask_token, decoder_embed/pos_embed/blocks/norm/pred) are the same. Ours pass through."""
+    out = {}
+    for k, v in state.items():
+        k = k.removeprefix("module.")                                          # saved from a DDP-wrapped model
+        out[k if k.startswith(("encoder.", "decoder_")) or k == "mask_token" else "encoder." + k] = v
+    return out
+
+
+def _some(keys, n=6):
+    keys = sorted(keys)
+    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def load_init(model, path):
+    """`mae.py --init PATH`: encoder + decoder weights into `model`, strictly, from a mae.py checkpoint or an official
+    MAE full pre-training checkpoint ({"model": state dict}: the released mae_visualize_vit_*.pth, trained with the
+    plain pixel target, or a main_pretrain.py checkpoint-*.pth). Returns the number of tensors loaded; a file that
+    does not fit ends in one line naming the keys."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"--init {path}: no such file")
+    try:   # main_pretrain.py checkpoints keep their args as an argparse Namespace: allow that one class
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:                                                     # noqa: BLE001 - any unreadable file
+        raise SystemExit(f"--init {path}: torch.load(weights_only=True) cannot read it ({type(e).__name__}); "
+                         f"is it a complete PyTorch checkpoint?") from None
+    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else {}
+    state = from_official_names({k: v for k, v in state.items() if isinstance(v, torch.Tensor)})
+    own = model.state_dict()
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
+             if state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        why = [f"missing {_some(missing)}" if missing else "", f"unexpected {_some(unexpected)}" if unexpected else "",
+               f"shape (file vs model) {_some(wrong, 3)}" if wrong else ""]
+        hint = ""
+        if missing and all(k.startswith("decoder_") or k == "mask_token" for k in missing):
+            hint = ("; an encoder-only checkpoint (mae_pretrain_vit_*.pth, encoder.pt) has no decoder: use a full one "
+                    "(mae_visualize_vit_*.pth, a checkpoint-*.pt), or finetune.py --init for the encoder")
+        raise SystemExit(f"--init {path} does not fit this MAE ({'; '.join(w for w in why if w)}){hint}")
+    model.load_state_dict(state)
+    return len(state)
+
+
 # ----------------------------------------------------------------------------- reconstructions
 
 @torch.no_grad()
@@ -276,6 +325,8 @@ def get_args(argv=None):
     g.add_argument("--norm_pix_loss", action=argparse.BooleanOptionalAction, default=True, help="per-patch normalized pixel target (Table 1d)")
     g.add_argument("--encoder_mask_tokens", action="store_true", help="Table 1c ablation: encoder runs on all tokens with [M]")
     g.add_argument("--img_size", type=int, default=None, help="input resolution (default: the encoder preset's)")
+    g.add_argument("--init", default="", help="start from these encoder + decoder weights: a mae.py checkpoint-*.pt or "
+                   "an official MAE full checkpoint (mae_visualize_vit_*.pth: pixel target, add --no-norm_pix_loss)")
     return engine.parse_args(p, PRESETS, argv, script="mae")
 
 
@@ -287,6 +338,8 @@ def main(argv=None):
     ctx = engine.setup(args)
     model = create_mae(args.model, norm_pix_loss=args.norm_pix_loss, encoder_mask_tokens=args.encoder_mask_tokens,
                        **({"img_size": args.img_size} if args.img_size else {})).to(ctx.device)
+    if args.init:   # before --resume, which (when given) replaces these weights
+        engine.print0(f"[mae] --init {args.init}: {load_init(model, args.init)} tensors loaded")
     img_size = model.encoder.cfg.img_size
     # MAE App. A.1 / Table 1e: RandomResizedCrop(0.2, 1) + flip only; ImageNet mean/std.
     data_kw = dict(img_size=img_size, data_root=args.data_root, download=args.download, num_train=args.num_train,
