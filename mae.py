@@ -225,12 +225,14 @@ def load_init(model, path):
 # ----------------------------------------------------------------------------- reconstructions
 
 @torch.no_grad()
-def save_reconstructions(model, imgs, path, mask_ratio, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=0):
-    """PNG with one column per image and four rows: masked input (removed patches black) | reconstruction |
-    reconstruction with the visible patches pasted back | original. With norm_pix_loss the prediction is
-    per-patch normalized; it is shown de-normalized with each patch's true mean/std (as users of the MAE
-    code do, issue #153): the model learns structure within a patch, not its mean colour."""
-    from torchvision.utils import save_image
+def reconstruction_rows(model, imgs, mask_ratio, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=0):
+    """The rows of the reconstruction picture, [(label, (B, C, H, W) in [0, 1])], and the mask (B, N), True = removed.
+    Removed patches of the masked input are 0 in normalized space, i.e. the dataset-mean grey (official demo).
+    Pixel target: reconstruction on every patch (MAE Fig. 2 shows this) | with the visible patches pasted back.
+    norm_pix_loss: the prediction is per-patch normalized (mean 0, var 1), so it needs a mean/std to be seen:
+      - the visible patches' average mean/std (what the model saw; no pixel of a removed patch is used), and
+      - each removed patch's TRUE mean/std (ground truth leaks: brightness and contrast of every removed patch
+        come from the answer; how MAE users usually show it, mae#153, MAE-pytorch#40), labelled as such."""
     was_training = model.training
     model.eval()
     rng = torch.get_rng_state()
@@ -239,17 +241,49 @@ def save_reconstructions(model, imgs, path, mask_ratio, mean=IMAGENET_MEAN, std=
     torch.set_rng_state(rng)
     model.train(was_training)
     p, C = model.patch_size, model.in_chans
-    orig = patchify(imgs, p)                                                   # (B, N, P*P*C)
-    if model.norm_pix_loss:
-        pred = pred * (orig.var(-1, keepdim=True) + 1e-6) ** 0.5 + orig.mean(-1, keepdim=True)
-    m = mask.unsqueeze(-1).to(orig.dtype)                                      # (B, N, 1), 1 = removed
+    orig, pred = patchify(imgs, p).float(), pred.float()                       # (B, N, P*P*C) each, normalized
+    m = mask.unsqueeze(-1).float()                                             # (B, N, 1), 1 = removed
     mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
 
     def to_img(t):                                                             # (B, N, P*P*C) -> (B, C, H, W) in [0, 1]
-        return (unpatchify(t, p, C).float().cpu() * std_t + mean_t).clamp(0, 1)
-    removed = unpatchify(m.expand_as(orig), p, C).float().cpu()
-    rows = [to_img(orig) * (1 - removed), to_img(pred), to_img(orig * (1 - m) + pred * m), to_img(orig)]
-    save_image(torch.cat(rows), path, nrow=len(imgs), padding=1)
+        return (unpatchify(t, p, C).cpu() * std_t + mean_t).clamp(0, 1)
+
+    def pasted(t):                                                             # visible patches from the input
+        return orig * (1 - m) + t * m
+    rows = [("masked input (removed = dataset mean)", to_img(orig * (1 - m)))]
+    if not model.norm_pix_loss:
+        rows += [("reconstruction, every patch (MAE Fig. 2)", to_img(pred)),
+                 ("reconstruction + visible patches", to_img(pasted(pred)))]
+    else:
+        mu, sd = orig.mean(-1, keepdim=True), (orig.var(-1, keepdim=True) + 1e-6) ** 0.5   # (B, N, 1), as target()
+        vis = 1 - m
+        n_vis = vis.sum(1, keepdim=True).clamp(min=1)
+        mu_v, sd_v = (mu * vis).sum(1, keepdim=True) / n_vis, (sd * vis).sum(1, keepdim=True) / n_vis   # (B, 1, 1)
+        rows += [("prediction + visible; visible patches' mean/std", to_img(pasted(pred * sd_v + mu_v))),
+                 ("prediction + visible; TRUE patch mean/std (GT leak)", to_img(pasted(pred * sd + mu)))]
+    return rows + [("original", to_img(orig))], mask
+
+
+def save_reconstructions(model, imgs, path, mask_ratio, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=0):
+    """PNG with one column per image and the rows of `reconstruction_rows`, each under a one-line label."""
+    from PIL import Image, ImageDraw, ImageFont
+    from torchvision.utils import make_grid
+    rows, _ = reconstruction_rows(model, imgs, mask_ratio, mean, std, seed)
+    font, measure = ImageFont.load_default(), ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    strips = []
+    for label, x in rows:
+        grid = make_grid(x, nrow=len(x), padding=1)                            # (C, h, w) in [0, 1]
+        strips.append((label, Image.fromarray(grid.mul(255).add_(0.5).clamp_(0, 255).byte().permute(1, 2, 0).numpy())))
+    boxes = [measure.textbbox((0, 0), label, font=font) for label, _ in strips]
+    text_h = max(b[3] for b in boxes) + 4
+    width = max([im.width for _, im in strips] + [b[2] + 4 for b in boxes])
+    canvas = Image.new("RGB", (width, sum(text_h + im.height for _, im in strips)), "white")
+    draw, y = ImageDraw.Draw(canvas), 0
+    for label, im in strips:
+        draw.text((2, y + 2), label, fill="black", font=font)
+        canvas.paste(im, (0, y + text_h))
+        y += text_h + im.height
+    canvas.save(path)
 
 
 # ----------------------------------------------------------------------------- FLOPs and benchmark
