@@ -4,7 +4,8 @@
   §3 MAE encoder       vit.py's ViT run on the visible patches (+ cls) only: no mask tokens
   §3 MAE decoder       Linear to 512-d, shared learned mask token, fixed sin-cos positions, 8 blocks x 16 heads
   §3 target / loss     pixels of each patch (per-patch normalized with --norm_pix_loss), MSE on removed patches only
-  App. A.1             xavier-uniform init, lr = blr x batch / 256, AdamW betas (0.9, 0.95), Table 8 recipe
+  App. A.1             xavier-uniform init, lr = blr x batch / 256, AdamW betas (0.9, 0.95), Table 8 recipe;
+                       weight decay on every >= 2-D parameter, cls/mask tokens included (main_pretrain.py)
   Table 1(c)           --encoder_mask_tokens: the encoder sees all patches with mask tokens (the slow way)
 
 Run (CPU quick start, built-in `shapes` data; writes runs/mae_mae_vit_mini/{checkpoint-*.pt,encoder.pt,recon_epochNNN.png}):
@@ -63,7 +64,9 @@ class MaskedAutoencoder(nn.Module):
         D, N, Dd = encoder_cfg.embed_dim, self.encoder.patch_embed.num_patches, decoder_dim
         # ---- decoder (§3 "MAE decoder"): only used in pre-training, ~10% of the encoder's per-token compute
         self.decoder_embed = nn.Linear(D, Dd)                                   # encoder width -> decoder width
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))                  # one shared, learned [M]
+        # One shared, learned [M]. With encoder_mask_tokens the encoder's own [M] fills the masked slots and the
+        # decoder gets all N tokens, so this one would be unused: not created (strict DDP needs every parameter used).
+        self.mask_token = None if encoder_mask_tokens else nn.Parameter(torch.zeros(1, 1, Dd))
         self.decoder_pos_embed = nn.Parameter(sincos_pos_embed_2d(Dd, *grid).unsqueeze(0), requires_grad=False)
         dec_cfg = replace(encoder_cfg, embed_dim=Dd, num_heads=decoder_heads, mlp_dim=4 * Dd, drop_path=0.0)
         self.decoder_blocks = nn.ModuleList(Block(Dd, decoder_heads, 4 * Dd, dec_cfg) for _ in range(decoder_depth))
@@ -90,7 +93,12 @@ class MaskedAutoencoder(nn.Module):
                 nn.init.normal_(t, std=0.02)
 
     def no_weight_decay(self):
-        return {"pos_embed", "cls_token", "mask_token", "decoder_pos_embed"}
+        """Nothing by name: MAE main_pretrain.py builds its AdamW groups with timm 0.3.2's
+        `optim_factory.add_weight_decay(model, wd)` and no skip list, so only 1-D parameters and biases are exempt
+        (engine.param_groups does that part) and cls_token and mask_token, (1, 1, D), ARE decayed (reference
+        mae_ftclip.md §1.8). The sin-cos tables are frozen, hence in no group. Fine-tuning keeps timm's
+        {pos_embed, cls_token} exemption (vit.ViT.no_weight_decay), as MAE main_finetune.py does."""
+        return set()
 
     def forward_encoder(self, imgs, mask_ratio):
         x = self.encoder.embed_patches(imgs)                                    # (B, N, D), positions added
@@ -165,15 +173,66 @@ PRESETS["mae_vit_mini"].update(epochs=10, warmup_epochs=1, blr=1.5e-3, batch_siz
 PRESETS["mae_vit_test"].update(epochs=2, warmup_epochs=1, blr=1.5e-3, batch_size=16, num_workers=0)
 
 
+# ----------------------------------------------------------------------------- official MAE checkpoints
+
+def from_official_names(state):
+    """facebookresearch/mae models_mae.py names -> ours. Its encoder sits at the top level (cls_token, pos_embed,
+    patch_embed.proj.*, blocks.{i}.*, norm.*), ours under `encoder.` (a vit.ViT with the same timm names); the
+    decoder's names (mask_token, decoder_embed/pos_embed/blocks/norm/pred) are the same. Ours pass through."""
+    out = {}
+    for k, v in state.items():
+        k = k.removeprefix("module.")                                          # saved from a DDP-wrapped model
+        out[k if k.startswith(("encoder.", "decoder_")) or k == "mask_token" else "encoder." + k] = v
+    return out
+
+
+def _some(keys, n=6):
+    keys = sorted(keys)
+    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def load_init(model, path):
+    """`mae.py --init PATH`: encoder + decoder weights into `model`, strictly, from a mae.py checkpoint or an official
+    MAE full pre-training checkpoint ({"model": state dict}: the released mae_visualize_vit_*.pth, trained with the
+    plain pixel target, or a main_pretrain.py checkpoint-*.pth). Returns the number of tensors loaded; a file that
+    does not fit ends in one line naming the keys."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"--init {path}: no such file")
+    try:   # main_pretrain.py checkpoints keep their args as an argparse Namespace: allow that one class
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:                                                     # noqa: BLE001 - any unreadable file
+        raise SystemExit(f"--init {path}: torch.load(weights_only=True) cannot read it ({type(e).__name__}); "
+                         f"is it a complete PyTorch checkpoint?") from None
+    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else {}
+    state = from_official_names({k: v for k, v in state.items() if isinstance(v, torch.Tensor)})
+    own = model.state_dict()
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
+             if state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        why = [f"missing {_some(missing)}" if missing else "", f"unexpected {_some(unexpected)}" if unexpected else "",
+               f"shape (file vs model) {_some(wrong, 3)}" if wrong else ""]
+        hint = ""
+        if missing and all(k.startswith("decoder_") or k == "mask_token" for k in missing):
+            hint = ("; an encoder-only checkpoint (mae_pretrain_vit_*.pth, encoder.pt) has no decoder: use a full one "
+                    "(mae_visualize_vit_*.pth, a checkpoint-*.pt), or finetune.py --init for the encoder")
+        raise SystemExit(f"--init {path} does not fit this MAE ({'; '.join(w for w in why if w)}){hint}")
+    model.load_state_dict(state)
+    return len(state)
+
+
 # ----------------------------------------------------------------------------- reconstructions
 
 @torch.no_grad()
-def save_reconstructions(model, imgs, path, mask_ratio, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=0):
-    """PNG with one column per image and four rows: masked input (removed patches black) | reconstruction |
-    reconstruction with the visible patches pasted back | original. With norm_pix_loss the prediction is
-    per-patch normalized; it is shown de-normalized with each patch's true mean/std (as users of the MAE
-    code do, issue #153): the model learns structure within a patch, not its mean colour."""
-    from torchvision.utils import save_image
+def reconstruction_rows(model, imgs, mask_ratio, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=0):
+    """The rows of the reconstruction picture, [(label, (B, C, H, W) in [0, 1])], and the mask (B, N), True = removed.
+    Removed patches of the masked input are 0 in normalized space, i.e. the dataset-mean grey (official demo).
+    Pixel target: reconstruction on every patch (MAE Fig. 2 shows this) | with the visible patches pasted back.
+    norm_pix_loss: the prediction is per-patch normalized (mean 0, var 1), so it needs a mean/std to be seen:
+      - the visible patches' average mean/std (what the model saw; no pixel of a removed patch is used), and
+      - each removed patch's TRUE mean/std (ground truth leaks: brightness and contrast of every removed patch
+        come from the answer; how MAE users usually show it, mae#153, MAE-pytorch#40), labelled as such."""
     was_training = model.training
     model.eval()
     rng = torch.get_rng_state()
@@ -182,17 +241,49 @@ def save_reconstructions(model, imgs, path, mask_ratio, mean=IMAGENET_MEAN, std=
     torch.set_rng_state(rng)
     model.train(was_training)
     p, C = model.patch_size, model.in_chans
-    orig = patchify(imgs, p)                                                   # (B, N, P*P*C)
-    if model.norm_pix_loss:
-        pred = pred * (orig.var(-1, keepdim=True) + 1e-6) ** 0.5 + orig.mean(-1, keepdim=True)
-    m = mask.unsqueeze(-1).to(orig.dtype)                                      # (B, N, 1), 1 = removed
+    orig, pred = patchify(imgs, p).float(), pred.float()                       # (B, N, P*P*C) each, normalized
+    m = mask.unsqueeze(-1).float()                                             # (B, N, 1), 1 = removed
     mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
 
     def to_img(t):                                                             # (B, N, P*P*C) -> (B, C, H, W) in [0, 1]
-        return (unpatchify(t, p, C).float().cpu() * std_t + mean_t).clamp(0, 1)
-    removed = unpatchify(m.expand_as(orig), p, C).float().cpu()
-    rows = [to_img(orig) * (1 - removed), to_img(pred), to_img(orig * (1 - m) + pred * m), to_img(orig)]
-    save_image(torch.cat(rows), path, nrow=len(imgs), padding=1)
+        return (unpatchify(t, p, C).cpu() * std_t + mean_t).clamp(0, 1)
+
+    def pasted(t):                                                             # visible patches from the input
+        return orig * (1 - m) + t * m
+    rows = [("masked input (removed = dataset mean)", to_img(orig * (1 - m)))]
+    if not model.norm_pix_loss:
+        rows += [("reconstruction, every patch (MAE Fig. 2)", to_img(pred)),
+                 ("reconstruction + visible patches", to_img(pasted(pred)))]
+    else:
+        mu, sd = orig.mean(-1, keepdim=True), (orig.var(-1, keepdim=True) + 1e-6) ** 0.5   # (B, N, 1), as target()
+        vis = 1 - m
+        n_vis = vis.sum(1, keepdim=True).clamp(min=1)
+        mu_v, sd_v = (mu * vis).sum(1, keepdim=True) / n_vis, (sd * vis).sum(1, keepdim=True) / n_vis   # (B, 1, 1)
+        rows += [("prediction + visible; visible patches' mean/std", to_img(pasted(pred * sd_v + mu_v))),
+                 ("prediction + visible; TRUE patch mean/std (GT leak)", to_img(pasted(pred * sd + mu)))]
+    return rows + [("original", to_img(orig))], mask
+
+
+def save_reconstructions(model, imgs, path, mask_ratio, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=0):
+    """PNG with one column per image and the rows of `reconstruction_rows`, each under a one-line label."""
+    from PIL import Image, ImageDraw, ImageFont
+    from torchvision.utils import make_grid
+    rows, _ = reconstruction_rows(model, imgs, mask_ratio, mean, std, seed)
+    font, measure = ImageFont.load_default(), ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    strips = []
+    for label, x in rows:
+        grid = make_grid(x, nrow=len(x), padding=1)                            # (C, h, w) in [0, 1]
+        strips.append((label, Image.fromarray(grid.mul(255).add_(0.5).clamp_(0, 255).byte().permute(1, 2, 0).numpy())))
+    boxes = [measure.textbbox((0, 0), label, font=font) for label, _ in strips]
+    text_h = max(b[3] for b in boxes) + 4
+    width = max([im.width for _, im in strips] + [b[2] + 4 for b in boxes])
+    canvas = Image.new("RGB", (width, sum(text_h + im.height for _, im in strips)), "white")
+    draw, y = ImageDraw.Draw(canvas), 0
+    for label, im in strips:
+        draw.text((2, y + 2), label, fill="black", font=font)
+        canvas.paste(im, (0, y + text_h))
+        y += text_h + im.height
+    canvas.save(path)
 
 
 # ----------------------------------------------------------------------------- FLOPs and benchmark
@@ -268,6 +359,8 @@ def get_args(argv=None):
     g.add_argument("--norm_pix_loss", action=argparse.BooleanOptionalAction, default=True, help="per-patch normalized pixel target (Table 1d)")
     g.add_argument("--encoder_mask_tokens", action="store_true", help="Table 1c ablation: encoder runs on all tokens with [M]")
     g.add_argument("--img_size", type=int, default=None, help="input resolution (default: the encoder preset's)")
+    g.add_argument("--init", default="", help="start from these encoder + decoder weights: a mae.py checkpoint-*.pt or "
+                   "an official MAE full checkpoint (mae_visualize_vit_*.pth: pixel target, add --no-norm_pix_loss)")
     return engine.parse_args(p, PRESETS, argv, script="mae")
 
 
@@ -279,6 +372,8 @@ def main(argv=None):
     ctx = engine.setup(args)
     model = create_mae(args.model, norm_pix_loss=args.norm_pix_loss, encoder_mask_tokens=args.encoder_mask_tokens,
                        **({"img_size": args.img_size} if args.img_size else {})).to(ctx.device)
+    if args.init:   # before --resume, which (when given) replaces these weights
+        engine.print0(f"[mae] --init {args.init}: {load_init(model, args.init)} tensors loaded")
     img_size = model.encoder.cfg.img_size
     # MAE App. A.1 / Table 1e: RandomResizedCrop(0.2, 1) + flip only; ImageNet mean/std.
     data_kw = dict(img_size=img_size, data_root=args.data_root, download=args.download, num_train=args.num_train,

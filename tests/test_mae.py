@@ -126,12 +126,15 @@ def test_resume_after_kill_equals_uninterrupted_bitwise(tmp_path, workers):
     assert [resumed[s] for s in range(9, 13)] == [straight[s] for s in range(9, 13)]   # bitwise, not approx
 
 
-def test_torchrun_two_processes_keep_identical_parameters(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--encoder_mask_tokens", "--max_steps", "3"]], ids=["default", "encoder_mask_tokens"])
+def test_torchrun_two_processes_keep_identical_parameters(tmp_path, extra):
+    # issue 10 item 1: with --encoder_mask_tokens the decoder's mask token was unused and strict DDP (no
+    # find_unused_parameters) stopped at step 2 ("Expected to have finished reduction ...").
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            os.path.join(REPO, "tests", "ddp_driver.py"), "mae", "--model", "mae_vit_test", "--data", "shapes",
            "--num_train", "64", "--num_val", "8", "--batch_size", "8", "--epochs", "1", "--num_workers", "0",
-           "--output_dir", str(out)]
+           "--output_dir", str(out), *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -154,3 +157,185 @@ def test_corrupt_jpeg_in_image_folder_is_skipped_with_a_warning(tmp_path):
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "corrupt.jpg" in r.stderr                              # one warning naming the file
+
+
+# ----------------------------------------------------------------------------- issue 10: items 1, 9, 14, 15
+
+@pytest.mark.parametrize("encoder_mask_tokens", [False, True])
+def test_every_trainable_parameter_gets_a_gradient(encoder_mask_tokens):
+    # strict DDP needs every trainable parameter in the graph (item 1: the decoder's [M] is unused with encoder [M])
+    torch.manual_seed(0)
+    m = create_mae("mae_vit_test", encoder_mask_tokens=encoder_mask_tokens)
+    m(torch.randn(2, 3, 32, 32), 0.75)[0].backward()
+    assert [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+def _decay_rule(name, p):
+    """timm 0.3.2 add_weight_decay(model, wd) with no skip list, as MAE main_pretrain.py calls it."""
+    return not (p.ndim <= 1 or name.endswith(".bias"))
+
+
+@pytest.mark.parametrize("encoder_mask_tokens", [False, True])
+def test_pretraining_weight_decay_groups_follow_main_pretrain(encoder_mask_tokens):
+    import engine
+    m = create_mae("mae_vit_test", encoder_mask_tokens=encoder_mask_tokens)
+    groups = engine.param_groups(m, 0.05)                         # what mae.main gives AdamW
+    got = {n: g["weight_decay"] for g in groups for n in g["param_names"]}
+    want = {n: 0.05 if _decay_rule(n, p) else 0.0 for n, p in m.named_parameters() if p.requires_grad}
+    assert got == want
+    assert got["encoder.cls_token"] == 0.05                       # (1, 1, D): decayed in the official code
+    assert got["encoder.mask_token" if encoder_mask_tokens else "mask_token"] == 0.05
+    assert "encoder.pos_embed" not in got and "decoder_pos_embed" not in got   # frozen sin-cos: not optimized
+
+
+def test_cli_optimizer_decays_cls_and_mask_token(tmp_path):
+    out = _run(tmp_path, "--epochs", "1", "--max_steps", "1")
+    groups = torch.load(out / "checkpoint-0000.pt", weights_only=True)["optimizer"]["param_groups"]
+    decayed = {n for g in groups if g["weight_decay"] > 0 for n in g["param_names"]}
+    assert {"encoder.cls_token", "mask_token", "decoder_pred.weight"} <= decayed
+    assert not any(n.endswith(".bias") or "norm" in n for n in decayed)
+
+
+class _OfficialMAE(torch.nn.Module):
+    """facebookresearch/mae models_mae.MaskedAutoencoderViT rebuilt for the test from timm's PatchEmbed and Block,
+    with its parameter names: the layout of the released full checkpoints (mae_visualize_vit_large.pth)."""
+
+    def __init__(self, img=32, p=8, D=64, depth=2, heads=2, Dd=32, ddepth=1, dheads=2, norm_pix_loss=True):
+        super().__init__()
+        from functools import partial
+
+        from timm.models.vision_transformer import Block, PatchEmbed
+        ln = partial(torch.nn.LayerNorm, eps=1e-6)
+        self.p, self.norm_pix_loss = p, norm_pix_loss
+        self.patch_embed = PatchEmbed(img, p, 3, D)
+        L = self.patch_embed.num_patches
+        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = torch.nn.Parameter(torch.zeros(1, L + 1, D), requires_grad=False)
+        self.blocks = torch.nn.ModuleList([Block(D, heads, 4.0, qkv_bias=True, norm_layer=ln) for _ in range(depth)])
+        self.norm = ln(D)
+        self.decoder_embed = torch.nn.Linear(D, Dd)
+        self.mask_token = torch.nn.Parameter(torch.zeros(1, 1, Dd))
+        self.decoder_pos_embed = torch.nn.Parameter(torch.zeros(1, L + 1, Dd), requires_grad=False)
+        self.decoder_blocks = torch.nn.ModuleList([Block(Dd, dheads, 4.0, qkv_bias=True, norm_layer=ln) for _ in range(ddepth)])
+        self.decoder_norm = ln(Dd)
+        self.decoder_pred = torch.nn.Linear(Dd, p * p * 3)
+
+    def forward(self, imgs, ratio):
+        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
+        B, L, D = x.shape
+        keep = int(L * (1 - ratio))
+        ids_shuffle = torch.argsort(torch.rand(B, L), dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        x = torch.gather(x, 1, ids_shuffle[:, :keep, None].repeat(1, 1, D))
+        mask = torch.ones(B, L)
+        mask[:, :keep] = 0
+        mask = torch.gather(mask, 1, ids_restore)
+        x = torch.cat([(self.cls_token + self.pos_embed[:, :1]).expand(B, -1, -1), x], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.decoder_embed(self.norm(x))
+        y = torch.cat([x[:, 1:], self.mask_token.repeat(B, L - keep, 1)], dim=1)
+        y = torch.gather(y, 1, ids_restore[..., None].repeat(1, 1, x.shape[2]))
+        x = torch.cat([x[:, :1], y], dim=1) + self.decoder_pos_embed
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        pred = self.decoder_pred(self.decoder_norm(x))[:, 1:]
+        h = imgs.shape[2] // self.p
+        t = torch.einsum("nchpwq->nhwpqc", imgs.reshape(B, 3, h, self.p, h, self.p)).reshape(B, h * h, -1)
+        if self.norm_pix_loss:
+            t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6) ** 0.5
+        loss = ((pred - t) ** 2).mean(-1)
+        return (loss * mask).sum() / mask.sum(), pred, mask
+
+
+def _official_checkpoint(tmp_path, norm_pix_loss=True):
+    torch.manual_seed(0)
+    off = _OfficialMAE(norm_pix_loss=norm_pix_loss)
+    with torch.no_grad():                                         # random everything: a mis-mapped tensor shows
+        for t in off.parameters():
+            t.copy_(torch.randn_like(t) * 0.1)
+    path = tmp_path / "mae_visualize_vit_test.pth"
+    torch.save({"model": off.state_dict()}, path)                 # the released files' layout: {"model": ...}
+    return off, path
+
+
+@pytest.mark.parametrize("norm_pix_loss", [True, False])
+def test_init_loads_official_full_checkpoint_and_predicts_the_same(tmp_path, norm_pix_loss):
+    off, path = _official_checkpoint(tmp_path, norm_pix_loss)
+    assert {k.split(".")[0] for k in off.state_dict()} == {
+        "cls_token", "pos_embed", "patch_embed", "blocks", "norm", "mask_token", "decoder_embed",
+        "decoder_pos_embed", "decoder_blocks", "decoder_norm", "decoder_pred"}
+    ours = create_mae("mae_vit_test", norm_pix_loss=norm_pix_loss)
+    assert mae.load_init(ours, str(path)) == len(ours.state_dict())   # every tensor of ours came from the file
+    imgs = torch.randn(3, 3, 32, 32)
+    torch.manual_seed(5)
+    loss_o, pred_o, mask_o = off(imgs, 0.75)
+    torch.manual_seed(5)
+    loss, pred, mask = ours(imgs, 0.75)
+    assert torch.equal(mask, mask_o.bool())
+    torch.testing.assert_close(pred, pred_o, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss, loss_o, atol=1e-5, rtol=1e-5)
+
+
+def test_cli_init_official_checkpoint_starts_from_its_weights(tmp_path):
+    off, path = _official_checkpoint(tmp_path)
+    # --max_steps 1: the first step runs at warm-up lr 0, so the weights are still the file's
+    model = mae.main(["--model", "mae_vit_test", "--data", "shapes", "--num_train", "16", "--num_val", "8",
+                      "--batch_size", "16", "--epochs", "1", "--max_steps", "1", "--num_workers", "0",
+                      "--output_dir", str(tmp_path / "out"), "--init", str(path)])
+    assert torch.equal(model.encoder.blocks[1].mlp.fc2.weight, off.blocks[1].mlp.fc2.weight)
+    assert torch.equal(model.mask_token, off.mask_token)
+
+
+def test_init_that_does_not_fit_names_the_keys_in_one_line(tmp_path):
+    off, path = _official_checkpoint(tmp_path)
+    enc_only = {k: v for k, v in off.state_dict().items() if not k.startswith(("decoder", "mask_token"))}
+    torch.save({"model": enc_only}, tmp_path / "enc.pth")        # like the released mae_pretrain_vit_*.pth
+    with pytest.raises(SystemExit) as e:
+        mae.load_init(create_mae("mae_vit_test"), str(tmp_path / "enc.pth"))
+    msg, n = str(e.value), len(off.state_dict()) - len(enc_only)
+    assert "\n" not in msg and "missing decoder_blocks.0." in msg and f"({n} in all)" in msg and "encoder-only" in msg
+    with pytest.raises(SystemExit) as e:                           # another architecture: shapes named
+        mae.load_init(create_mae("mae_vit_test", decoder_dim=16), str(path))
+    assert "\n" not in str(e.value) and "decoder_blocks.0.attn.proj.bias (32,) vs (16,)" in str(e.value)
+
+
+def _recon(model, imgs):
+    rows, mask = mae.reconstruction_rows(model, imgs, 0.75)
+    return dict(rows), mask
+
+
+def test_recon_masked_input_is_dataset_mean_grey_and_own_row_ignores_masked_truth():
+    from data import IMAGENET_MEAN
+    torch.manual_seed(0)
+    m = create_mae("mae_vit_test", norm_pix_loss=True)
+    imgs = torch.randn(4, 3, 32, 32)
+    rows, mask = _recon(m, imgs)
+    removed = unpatchify(mask[..., None].float().expand(-1, -1, 8 * 8 * 3), 8).bool()   # (B, C, H, W)
+    masked_in = next(v for k, v in rows.items() if k.startswith("masked input"))
+    for c in range(3):                                            # removed patches: the dataset mean, as the demo
+        assert torch.equal(masked_in[:, c][removed[:, c]], torch.full_like(masked_in[:, c][removed[:, c]], IMAGENET_MEAN[c]))
+    # new pixels in the removed patches only: the model never sees them, so the honest row stays, the leaky one moves
+    other = torch.where(removed, torch.randn_like(imgs) * 3, imgs)
+    rows2, mask2 = _recon(m, other)
+    assert torch.equal(mask2, mask)
+    own = [k for k in rows if "visible patches' mean/std" in k]
+    leak = [k for k in rows if "TRUE" in k]
+    assert len(own) == 1 and len(leak) == 1
+    torch.testing.assert_close(rows2[own[0]], rows[own[0]], atol=1e-6, rtol=0)
+    assert (rows2[leak[0]] - rows[leak[0]]).abs().max() > 0.1
+
+
+def test_recon_png_rows_are_labelled(tmp_path):
+    from PIL import Image
+    torch.manual_seed(0)
+    imgs = torch.randn(8, 3, 32, 32)
+    for npl in [True, False]:
+        m = create_mae("mae_vit_test", norm_pix_loss=npl)
+        labels = [k for k, _ in mae.reconstruction_rows(m, imgs, 0.75)[0]]
+        assert len(labels) == 4 and labels[-1] == "original"
+        assert any("TRUE" in k for k in labels) == npl             # the leaky view exists only with norm_pix_loss
+        mae.save_reconstructions(m, imgs, tmp_path / f"r{npl}.png", 0.75)
+        im = torch.tensor(list(Image.open(tmp_path / f"r{npl}.png").convert("L").getdata())).view(-1, Image.open(tmp_path / f"r{npl}.png").width)
+        strip = im[:10]                                           # the first label strip: text on a background
+        assert strip.min() < 100 and strip.max() > 150
