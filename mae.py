@@ -275,8 +275,9 @@ def resolve_args(args, parser):
     """Parse-time checks that need the encoder's patch grid: whole patches, and a ratio that leaves patches both
     to see and to reconstruct (random_masking keeps int(N x (1 - ratio)); the loss is over removed ones only)."""
     cfg = ViTConfig(**VIT_PRESETS[MAE_PRESETS[args.model]["encoder"]])
-    engine.check_img_size(parser, args.img_size or cfg.img_size, cfg.patch_size)
-    n = ((args.img_size or cfg.img_size) // cfg.patch_size) ** 2
+    size = args.img_size or cfg.img_size
+    engine.check_img_size(parser, size, cfg.patch_size)
+    n = (size // cfg.patch_size) ** 2
     if not 0 < args.mask_ratio < 1 or int(n * (1 - args.mask_ratio)) < 1:
         parser.error(f"--mask_ratio {args.mask_ratio} must be in (0, 1) and keep at least one of the {n} patches "
                      f"visible (MAE: 0.75)")
