@@ -1,15 +1,18 @@
 """Training plumbing shared by mae.py, maskdistill.py and finetune.py, written once (MAE's engine.py idea).
 
 Nothing here is paper-specific; each script keeps its paper. What lives here:
-  arguments   common flags, `--model` presets as defaults with CLI overrides on top, `--print_args`,
-              lr = blr x effective_batch / lr_batch (MAE App. A.1 linear scaling rule)
+  arguments   common flags, `--model` presets as defaults with CLI overrides on top (`--help` shows them),
+              `--print_args`, lr = blr x effective_batch / lr_batch (MAE App. A.1 linear scaling rule); bad
+              values end in one line at parse time (`check_args`, `check_img_size`)
   setup       torchrun/DDP from RANK/LOCAL_RANK/WORLD_SIZE (NCCL on CUDA, gloo on CPU) or a plain process;
-              `print0` (rank 0 only, without patching print); seeds per rank; bf16 autocast on CUDA, fp32 on CPU
+              `print0` (rank 0 only, without patching print); seeds per rank; bf16 autocast on CUDA, fp32 on CPU,
+              or fp16 autocast with a GradScaler (`make_scaler`)
   optimizer   AdamW parameter groups (no weight decay for 1-D params, biases, pos_embed, cls/mask tokens) that
               can carry an `lr_scale` (layer-wise lr decay, finetune.py); warmup + half-cycle cosine per step
   loop        `train_one_epoch`: gradient accumulation with no_sync on non-final micro-steps, optional clip,
               EMA hook, stop on a non-finite loss; tqdm on rank 0 and one `metrics.jsonl` line per logged step
-  checkpoints plain types only, atomic (temp file + rename), loaded with weights_only=True, `--resume auto`.
+  checkpoints plain types only, atomic (temp file + rename), loaded with weights_only=True, `--resume auto`
+              (skips an unreadable latest file for the one before it).
               Exact resume: every epoch re-seeds all RNGs from (seed, rank, epoch), so an epoch's data order,
               augmentations, masks and drop-path draws do not depend on what ran before it; on CPU, losses
               after a resume equal an uninterrupted run's bitwise (tests/test_engine.py).
@@ -38,7 +41,8 @@ def common_parser(description):
     """Flags every script shares (common names across scripts); scripts add their paper's own groups."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("run")
-    g.add_argument("--model", required=True, help="preset name; its recipe becomes the defaults below")
+    g.add_argument("--model", required=True, help="preset name; its recipe becomes the defaults below "
+                   "(`--model NAME --help` shows that preset's)")
     g.add_argument("--data", default="shapes", help="'shapes' (built-in, offline), 'cifar10', 'cifar100', or an "
                    "ImageNet-style folder with train/ and val/")
     g.add_argument("--data_root", default="./data", help="where cifar10/cifar100 live (or are downloaded to)")
@@ -49,11 +53,12 @@ def common_parser(description):
     g.add_argument("--resume", default="", help="'' (fresh), 'auto' (latest checkpoint in --output_dir, if any), or a path")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
     g.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="auto = bf16 autocast on CUDA, fp32 on CPU")
+                   help="auto = bf16 autocast on CUDA, fp32 on CPU; fp16 = autocast + dynamic loss scaling "
+                   "(GPUs without bf16: V100, T4)")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model (default: on for CUDA, off for CPU)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--num_workers", type=int, default=2)
+    g.add_argument("--seed", type=int, default=0, help="base seed; each rank and epoch derives its own from it")
+    g.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes per process")
     g.add_argument("--save_every", type=int, default=1, help="checkpoint every N epochs (and at the end)")
     g.add_argument("--keep_ckpts", type=int, default=2, help="how many epoch checkpoints to keep")
     g.add_argument("--log_every", type=int, default=10, help="metrics.jsonl line every N optimizer steps")
@@ -61,16 +66,16 @@ def common_parser(description):
                    "the lr schedule still spans --epochs")
     g.add_argument("--print_args", action="store_true", help="print the resolved arguments as JSON and exit")
     g = p.add_argument_group("optimization")
-    g.add_argument("--epochs", type=int, default=100)
-    g.add_argument("--warmup_epochs", type=float, default=5)
+    g.add_argument("--epochs", type=int, default=100, help="training epochs (the cosine schedule spans them)")
+    g.add_argument("--warmup_epochs", type=float, default=5, help="linear lr warmup from 0, then cosine")
     g.add_argument("--batch_size", type=int, default=64, help="per process (GPU); effective = batch_size x accum_iter x world")
     g.add_argument("--accum_iter", type=int, default=1, help="gradient accumulation steps")
     g.add_argument("--blr", type=float, default=1e-3, help="peak lr at a total batch of --lr_batch")
     g.add_argument("--lr_batch", type=int, default=256, help="batch size --blr refers to (MAE: 256; FT-CLIP, MaskDistill: 2048)")
     g.add_argument("--lr", type=float, default=None, help="absolute peak lr (overrides blr scaling)")
-    g.add_argument("--min_lr", type=float, default=0.0)
-    g.add_argument("--weight_decay", type=float, default=0.05)
-    g.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.999))
+    g.add_argument("--min_lr", type=float, default=0.0, help="lr at the end of the cosine")
+    g.add_argument("--weight_decay", type=float, default=0.05, help="AdamW decoupled weight decay")
+    g.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.999), help="AdamW betas")
     g.add_argument("--clip_grad", type=float, default=None, help="max grad norm (None = no clipping)")
     return p
 
@@ -82,13 +87,17 @@ def world_size_from_env():
 def parse_args(parser, presets, argv=None, script="run", resolve=None):
     """Resolve `--model`'s preset as defaults, the command line on top, then the effective batch and lr, then
     the script's own `resolve(args, parser)` (e.g. a mask count from a ratio). `--print_args` prints the
-    result as one JSON object and exits."""
-    pre, _ = parser.parse_known_args(argv)
-    if pre.model not in presets:
-        parser.error(f"unknown --model '{pre.model}'; choose one of: {', '.join(presets)}")
-    parser.set_defaults(**presets[pre.model])
+    result as one JSON object and exits. `--model X --help` shows X's values as the defaults."""
+    pre = argparse.ArgumentParser(add_help=False)            # --model alone, so -h is answered after the preset
+    pre.add_argument("--model")
+    model = pre.parse_known_args(argv)[0].model
+    if model is not None:
+        if model not in presets:
+            parser.error(f"unknown --model '{model}'; choose one of: {', '.join(presets)}")
+        parser.set_defaults(**presets[model])
     args = parser.parse_args(argv)
     args.betas = tuple(args.betas)
+    check_args(args, parser)
     args.world_size = world_size_from_env()
     args.eff_batch_size = args.batch_size * args.accum_iter * args.world_size
     if args.lr is None:                                      # MAE App. A.1: lr = blr x batch / 256
@@ -101,6 +110,30 @@ def parse_args(parser, presets, argv=None, script="run", resolve=None):
         print(json.dumps(vars(args), indent=2, sort_keys=True))
         sys.exit(0)
     return args
+
+
+def check_args(args, parser):
+    """The common flags' valid ranges, checked at parse time: one line naming the flag (parser.error), never a
+    traceback from deep inside a DataLoader or a reshape. The scripts check their own flags in `resolve`."""
+    at_least = {"batch_size": 1, "accum_iter": 1, "epochs": 1, "lr_batch": 1, "save_every": 1, "keep_ckpts": 1,
+                "log_every": 1, "max_steps": 0, "num_workers": 0, "num_train": 1, "num_val": 1,
+                "warmup_epochs": 0, "blr": 0, "lr": 0, "min_lr": 0, "weight_decay": 0}
+    for name, low in at_least.items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            parser.error(f"--{name} {value} must be >= {low}")
+    if args.clip_grad is not None and args.clip_grad <= 0:
+        parser.error(f"--clip_grad {args.clip_grad} must be > 0 (leave it out for no clipping)")
+    if not all(0 <= b < 1 for b in args.betas):
+        parser.error(f"--betas {args.betas[0]} {args.betas[1]} must both be in [0, 1)")
+
+
+def check_img_size(parser, img_size, patch_size, flag="--img_size"):
+    """A ViT cuts the image into whole patches: the resolution must be a positive multiple of the patch size."""
+    if img_size < patch_size or img_size % patch_size:
+        lo = max(patch_size, img_size // patch_size * patch_size)
+        parser.error(f"{flag} {img_size} is not a multiple of the patch size {patch_size}; "
+                     f"use e.g. {lo} or {lo + patch_size}")
 
 
 # ----------------------------------------------------------------------------- setup
@@ -181,6 +214,15 @@ def versions():
         except Exception:                                    # noqa: BLE001 - versions are informational only
             pass
     return out
+
+
+def make_scaler(ctx):
+    """fp16 only: a GradScaler (loss scaling, as the official MAE / FT-CLIP fp16 code), else None. bf16 has fp32's
+    exponent range and needs none. Pass it to train_one_epoch, save_checkpoint and resume."""
+    if ctx.precision != "fp16":
+        return None
+    print0("[engine] fp16: dynamic loss scaling (GradScaler); steps whose gradients overflow are skipped")
+    return torch.amp.GradScaler(ctx.device.type)
 
 
 def wrap_model(model, ctx, args):
@@ -292,7 +334,7 @@ def train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, l
     if ctx.is_master:
         from tqdm import tqdm
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", dynamic_ncols=True, leave=False, file=sys.stderr)
-    batches, losses, t0 = iter(loader), [], time.perf_counter()
+    batches, losses, t0, skipped_steps = iter(loader), [], time.perf_counter(), 0
     for i in range(steps_per_epoch):
         step = epoch * steps_per_epoch + i                  # global optimizer step
         if args.max_steps and step >= args.max_steps:
@@ -316,22 +358,28 @@ def train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, l
                              f"or a save (the last checkpoint in {args.output_dir} is the last good one). "
                              f"Try a lower --blr/--lr, --clip_grad, or --precision fp32.")
         if scaler is not None:
-            scaler.unscale_(optimizer)
+            scaler.unscale_(optimizer)                      # clip (and log) the true gradients, not the scaled ones
         grad_norm = torch.nn.utils.clip_grad_norm_(params, args.clip_grad) if args.clip_grad else None
         if scaler is not None:
+            # fp16: inf/nan in the gradients = the loss scale overflowed, not divergence (the loss was finite):
+            # the scaler skips optimizer.step and halves the scale; the run goes on (MAE's NativeScaler does the same)
+            scale = scaler.get_scale()
             scaler.step(optimizer)
             scaler.update()
+            skipped_steps += scaler.get_scale() < scale
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
+        if ema is not None:     # after every step, a skipped one too (timm ModelEmaV2 in FT-CLIP/BEiT v2: same)
             ema.update(model)
         losses.append(loss_value)
         ips = (i + 1) * args.eff_batch_size / (time.perf_counter() - t0)     # images/s since the epoch began
         if (step + 1) % args.log_every == 0 or i == steps_per_epoch - 1:
             row = {"step": step + 1, "epoch": epoch, "loss": loss_value, "lr": lr, "img_s": round(ips, 1), **extras}
-            if grad_norm is not None:
+            if grad_norm is not None and math.isfinite(float(grad_norm)):     # inf on an fp16 overflow step
                 row["grad_norm"] = float(grad_norm)
+            if scaler is not None:
+                row.update(loss_scale=scaler.get_scale(), skipped_steps=skipped_steps)      # this epoch's so far
             log.log(**row)
         if bar is not None:
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.0f}", refresh=False)
@@ -408,14 +456,37 @@ def list_checkpoints(output_dir):
                   key=lambda p: int(re.search(r"(\d+)\.pt$", p).group(1)))
 
 
+class UnreadableCheckpoint(SystemExit):
+    """A file torch.load cannot read (truncated by a full disk or a killed copy, or not a checkpoint). A SystemExit
+    with one line naming the file, so `--init` / `--teacher` end cleanly; `resume` catches it to say more."""
+
+
 def load_file(path):
     if not os.path.isfile(path):
         raise SystemExit(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:                                   # noqa: BLE001 - zip reader, EOF, unpickler: unreadable
+        reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
+        raise UnreadableCheckpoint(f"checkpoint {path} is unreadable, probably truncated ({reason}); copy or save it "
+                                   f"again") from None
+
+
+def state_dict_mismatch(model, state, show=3):
+    """'' if `state` has exactly `model`'s keys and shapes; else one line naming the first few differences."""
+    own = model.state_dict()
+    shapes = [f"{k} {tuple(state[k].shape)} in the file vs {tuple(v.shape)} here" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    parts = [f"{len(lst)} {what}: {', '.join(lst[:show])}{', ...' if len(lst) > show else ''}"
+             for what, lst in [("shape mismatch(es)", shapes), ("key(s) missing from the file", missing),
+                               ("unexpected key(s)", unexpected)] if lst]
+    return "; ".join(parts)
 
 
 def resume(args, model, optimizer, *, scaler=None, ema=None):
-    """`--resume auto`: the latest checkpoint in --output_dir (fresh start if none); `--resume PATH`: that file.
+    """`--resume auto`: the latest checkpoint in --output_dir (fresh start if none; an unreadable one is skipped
+    with a warning for the one before it, which --keep_ckpts 2 keeps); `--resume PATH`: that file.
     Restores model, optimizer, scaler, EMA and RNG. Returns (start_epoch, extra dict)."""
     if not args.resume:
         return 0, {}
@@ -424,15 +495,34 @@ def resume(args, model, optimizer, *, scaler=None, ema=None):
         if not found:
             print0(f"[engine] --resume auto: no checkpoint in {args.output_dir}, starting fresh")
             return 0, {}
-        path = found[-1]
+        ckpt = None
+        for path in reversed(found):
+            try:
+                ckpt = load_file(path)
+                break
+            except UnreadableCheckpoint:
+                print0(f"[engine] WARNING: --resume auto: {path} is unreadable (truncated?); trying the one before it")
+        if ckpt is None:
+            raise SystemExit(f"--resume auto: none of the {len(found)} checkpoint(s) in {args.output_dir} is readable; "
+                             f"delete them to start fresh, or use another --output_dir")
     else:
         path = args.resume
-    ckpt = load_file(path)
+        try:
+            ckpt = load_file(path)
+        except UnreadableCheckpoint as e:
+            raise SystemExit(f"{e}; or resume from an earlier checkpoint-*.pt of that run (--resume auto skips "
+                             f"unreadable ones)") from None
+    mismatch = state_dict_mismatch(model, ckpt["model"])
+    if mismatch:
+        saved = ckpt.get("args", {}).get("model", "?")
+        raise SystemExit(f"checkpoint {path} (--model {saved}) does not fit --model {args.model}: {mismatch}; "
+                         f"resume with the same --model and architecture flags, or use a new --output_dir")
+    model.load_state_dict(ckpt["model"])
     try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise SystemExit(f"checkpoint {path} does not fit --model {args.model}: {e}") from None
-    optimizer.load_state_dict(ckpt["optimizer"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except ValueError as e:                                  # other parameter groups: e.g. another --freeze_blocks
+        raise SystemExit(f"checkpoint {path}: the optimizer state does not fit this run's parameter groups ({e}); "
+                         f"resume with the flags the checkpoint was trained with") from None
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
     if ema is not None and ckpt.get("ema"):

@@ -318,6 +318,8 @@ def resolve_args(args, parser):
     if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
         parser.error("mixup/cutmix pair each image with the batch flipped: --batch_size must be even")
     args.crop_scale = tuple(args.crop_scale)
+    arch = ViTConfig(**VIT_PRESETS[args.arch])
+    engine.check_img_size(parser, args.img_size or arch.img_size, arch.patch_size)
 
 
 # ----------------------------------------------------------------------------- training script
@@ -355,7 +357,8 @@ def main(argv=None):
     # DDP broadcasts rank 0's weights (each rank drew its own random head): copy the EMA after that, then resume both
     train_model = engine.wrap_model(model, ctx, args)
     ema = ModelEma(model, args.ema_decay) if args.ema_decay > 0 else None     # starts at the *pre-trained* weights
-    start_epoch, extra = engine.resume(args, model, optimizer, ema=ema)
+    scaler = engine.make_scaler(ctx)                    # fp16 only, else None
+    start_epoch, extra = engine.resume(args, model, optimizer, scaler=scaler, ema=ema)
     val_loader = engine.eval_loader(val_set, args, ctx)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     engine.print0(f"[finetune] {args.model} (arch {args.arch} @ {img_size}px, pool {args.global_pool}"
@@ -398,7 +401,8 @@ def main(argv=None):
                 best_acc1_ema_epoch=None)
     best.update(extra)
     for epoch in range(start_epoch, args.epochs):
-        loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log, model=model, ema=ema)
+        loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log, model=model,
+                                      ema=ema, scaler=scaler)
         acc1, acc5 = evaluate(model, val_loader, ctx)
         acc1_ema, acc5_ema = evaluate(ema.module, val_loader, ctx) if ema is not None else (None, None)
         step, save, done = engine.end_of_epoch(args, epoch, steps_per_epoch)
@@ -414,10 +418,10 @@ def main(argv=None):
                       + (f" | EMA top-1 {acc1_ema:.2f} top-5 {acc5_ema:.2f}" if ema is not None else ""))
         # FT-CLIP's "Max accuracy" is the best EMA top-1 over epochs (reference §3.6): checkpoint-best follows it
         if best["best_epoch"] == epoch:
-            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, ema=ema, extra=best,
+            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, scaler=scaler, ema=ema, extra=best,
                                    name="checkpoint-best.pt")
         if save:
-            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, ema=ema, extra=best)
+            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, scaler=scaler, ema=ema, extra=best)
         if done:
             break
     write_json(ctx, os.path.join(args.output_dir, "summary.json"), best)

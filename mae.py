@@ -361,7 +361,21 @@ def get_args(argv=None):
     g.add_argument("--img_size", type=int, default=None, help="input resolution (default: the encoder preset's)")
     g.add_argument("--init", default="", help="start from these encoder + decoder weights: a mae.py checkpoint-*.pt or "
                    "an official MAE full checkpoint (mae_visualize_vit_*.pth: pixel target, add --no-norm_pix_loss)")
-    return engine.parse_args(p, PRESETS, argv, script="mae")
+    return engine.parse_args(p, PRESETS, argv, script="mae", resolve=resolve_args)
+
+
+def resolve_args(args, parser):
+    """Parse-time checks that need the encoder's patch grid: whole patches, and a ratio that leaves patches both
+    to see and to reconstruct (random_masking keeps int(N x (1 - ratio)); the loss is over removed ones only)."""
+    cfg = ViTConfig(**VIT_PRESETS[MAE_PRESETS[args.model]["encoder"]])
+    size = args.img_size or cfg.img_size
+    engine.check_img_size(parser, size, cfg.patch_size)
+    n = (size // cfg.patch_size) ** 2
+    if not 0 < args.mask_ratio < 1 or int(n * (1 - args.mask_ratio)) < 1:
+        parser.error(f"--mask_ratio {args.mask_ratio} must be in (0, 1) and keep at least one of the {n} patches "
+                     f"visible (MAE: 0.75)")
+    if args.init and not os.path.isfile(args.init):
+        parser.error(f"--init {args.init}: no such file (a mae.py checkpoint-*.pt or an official MAE full checkpoint)")
 
 
 def main(argv=None):
@@ -390,7 +404,8 @@ def main(argv=None):
     recon_imgs = torch.stack([val_set[i][0] for i in range(min(8, len(val_set)))]).to(ctx.device)
 
     optimizer = torch.optim.AdamW(engine.param_groups(model, args.weight_decay), lr=args.lr, betas=args.betas)
-    start_epoch, _ = engine.resume(args, model, optimizer)
+    scaler = engine.make_scaler(ctx)                                         # fp16 only, else None
+    start_epoch, _ = engine.resume(args, model, optimizer, scaler=scaler)
     train_model = engine.wrap_model(model, ctx, args)
     log = engine.MetricsLog(args.output_dir, ctx)
     engine.print0(f"[mae] {args.model}: {sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M "
@@ -401,11 +416,11 @@ def main(argv=None):
         return loss, {}
 
     for epoch in range(start_epoch, args.epochs):
-        loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log)
+        loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log, scaler=scaler)
         engine.print0(f"[mae] epoch {epoch}: mean loss {loss:.4f}")
         step, save, done = engine.end_of_epoch(args, epoch, steps_per_epoch)
         if save:
-            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step)
+            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, scaler=scaler)
             if ctx.is_master:   # the encoder alone, for finetune.py --init and maskdistill.py --teacher
                 engine.save_encoder(os.path.join(args.output_dir, "encoder.pt"), model.encoder, model.encoder.cfg, "mae.py", args)
                 save_reconstructions(model, recon_imgs, os.path.join(args.output_dir, f"recon_epoch{epoch:03d}.png"),

@@ -378,7 +378,11 @@ def resolve_args(args, parser):
     if args.student not in VIT_PRESETS:
         parser.error(f"unknown --student '{args.student}'; choose one of: {', '.join(VIT_PRESETS)}")
     cfg = ViTConfig(**{**VIT_PRESETS[args.student], **({"img_size": args.img_size} if args.img_size else {})})
+    engine.check_img_size(parser, cfg.img_size, cfg.patch_size)
     args.img_size, grid = cfg.img_size, cfg.img_size // cfg.patch_size
+    if args.mask_ratio is not None and not 0 <= args.mask_ratio < 1:
+        parser.error(f"--mask_ratio {args.mask_ratio} must be in [0, 1): 0 = distillation on all tokens (Table 5); "
+                     f"the default, 75 of 196 patches, is 0.38")
     if args.mask_ratio is not None:
         args.num_mask_patches = round(args.mask_ratio * grid * grid)
     if not 0 <= args.num_mask_patches <= grid * grid:
@@ -420,7 +424,8 @@ def main(argv=None):
         raise SystemExit(f"{len(train_set)} images is less than one step of {args.eff_batch_size}; lower --batch_size")
 
     optimizer = build_optimizer(model, args)
-    start_epoch, _ = engine.resume(args, model, optimizer)
+    scaler = engine.make_scaler(ctx)                         # fp16 only, else None
+    start_epoch, _ = engine.resume(args, model, optimizer, scaler=scaler)
     train_model = engine.wrap_model(model, ctx, args)        # S + H only: the teacher is never DDP-wrapped
     teacher_fn = torch.compile(teacher) if args.compile else teacher
     log = engine.MetricsLog(args.output_dir, ctx)
@@ -436,11 +441,11 @@ def main(argv=None):
         return maskdistill_loss(m, teacher_fn, imgs, mask, args), {}
 
     for epoch in range(start_epoch, args.epochs):
-        loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log)
+        loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log, scaler=scaler)
         engine.print0(f"[maskdistill] epoch {epoch}: mean loss {loss:.4f}")
         step, save, done = engine.end_of_epoch(args, epoch, steps_per_epoch)
         if save:
-            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step)
+            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, scaler=scaler)
             if ctx.is_master:   # the student alone, for finetune.py --init (the mask token is dropped on load)
                 engine.save_encoder(os.path.join(args.output_dir, "encoder.pt"), model.student, model.student.cfg,
                                     "maskdistill.py", args)

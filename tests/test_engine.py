@@ -161,3 +161,198 @@ def test_checkpoints_are_pruned_and_resume_auto_picks_latest(tmp_path):
         engine.resume(args, bad, torch.optim.AdamW(bad.parameters()))
     with pytest.raises(SystemExit, match="not found: .*missing.pt"):
         engine.resume(_args(tmp_path, resume=str(tmp_path / "missing.pt")), fresh, torch.optim.AdamW(fresh.parameters()))
+
+
+# ----------------------------------------------------------------------------- fp16 loss scaling (issue 10 item 2)
+
+def _fp16_ctx():
+    return engine.Context(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), precision="fp16")
+
+
+def test_make_scaler_only_for_fp16():
+    scaler = engine.make_scaler(_fp16_ctx())
+    assert isinstance(scaler, torch.amp.GradScaler) and scaler.is_enabled() and scaler.get_scale() == 2.0 ** 16
+    for precision in ["bf16", "fp32"]:                                 # bf16 has fp32's exponent range: no scaling
+        assert engine.make_scaler(engine.Context(0, 0, 1, torch.device("cpu"), precision)) is None
+
+
+def _rows(tmp_path):
+    return [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+
+
+def test_fp16_overflow_step_is_skipped_scale_halves_and_the_run_goes_on(tmp_path):
+    args = _args(tmp_path, batch_size=4, epochs=1, warmup_epochs=0, lr=0.1, min_lr=0.1, clip_grad=1.0)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    scaler, ctx = engine.make_scaler(_fp16_ctx()), _fp16_ctx()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 3)), batch_size=4)
+    before, calls = model.weight.detach().clone(), []
+
+    def loss_fn(m, batch):                            # step 1: a finite loss whose gradient overflows (inf)
+        calls.append(1)
+        out = m(batch[0])
+        if len(calls) == 1:
+            out.register_hook(lambda g: torch.full_like(g, float("inf")))
+        return out.float().pow(2).mean(), {}
+    args.max_steps = 1
+    engine.train_one_epoch(model, loss_fn, loader, opt, 0, args, ctx, engine.MetricsLog(str(tmp_path), ctx), scaler=scaler)
+    assert torch.equal(model.weight, before) and not opt.state                       # skipped: no update, no Adam step
+    assert scaler.get_scale() == 2.0 ** 15                                          # backoff 0.5
+    row = _rows(tmp_path)[-1]
+    assert row["skipped_steps"] == 1 and row["loss_scale"] == 2.0 ** 15 and "grad_norm" not in row   # inf not logged
+    args.max_steps = 0
+    engine.train_one_epoch(model, loss_fn, loader, opt, 0, args, ctx, engine.MetricsLog(str(tmp_path), ctx), scaler=scaler)
+    assert not torch.equal(model.weight, before) and _rows(tmp_path)[-1]["skipped_steps"] == 0   # clean steps update
+
+
+def test_fp16_clipping_sees_unscaled_gradients(tmp_path):
+    """The grad norm that clipping measures (and logs) is the true one, not x 65536: it matches fp32's."""
+    data = torch.utils.data.TensorDataset(torch.randn(8, 16), torch.randn(8, 4))
+    out = {}
+    for precision in ["fp32", "fp16"]:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(16, 4)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        ctx = engine.Context(0, 0, 1, torch.device("cpu"), precision)
+        args = _args(tmp_path / precision, batch_size=8, epochs=1, warmup_epochs=0, lr=0.1, min_lr=0.1, clip_grad=0.05)
+        os.makedirs(args.output_dir)
+        loss_fn = lambda m, b: (((m(b[0]).float() - b[1]) ** 2).mean(), {})      # noqa: E731
+        engine.train_one_epoch(model, loss_fn, torch.utils.data.DataLoader(data, batch_size=8), opt, 0, args, ctx,
+                               engine.MetricsLog(args.output_dir, ctx), scaler=engine.make_scaler(ctx))
+        out[precision] = (_rows(tmp_path / precision)[-1]["grad_norm"], model.weight.detach().clone())
+    assert out["fp32"][0] > 10 * 0.05                                              # clipping is active
+    assert out["fp16"][0] == pytest.approx(out["fp32"][0], rel=1e-2)                # fp16 matmul rounding only
+    torch.testing.assert_close(out["fp16"][1], out["fp32"][1], rtol=0, atol=1e-3)   # the same clipped update
+
+
+def test_fp16_non_finite_loss_still_stops(tmp_path):
+    """A skipped overflow step is not divergence, but a nan *loss* still ends the run before any update."""
+    args = _args(tmp_path)
+    model, ctx = torch.nn.Linear(3, 1), _fp16_ctx()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 3)), batch_size=4)
+    with pytest.raises(SystemExit, match="loss is nan"):
+        engine.train_one_epoch(model, lambda m, b: (m(b[0]).float().mean() * float("nan"), {}), loader,
+                               torch.optim.AdamW(model.parameters()), 0, args, ctx, engine.MetricsLog(str(tmp_path), ctx),
+                               scaler=engine.make_scaler(ctx))
+
+
+def test_scaler_state_round_trips_through_checkpoint_and_resume(tmp_path):
+    args = _args(tmp_path, resume="auto")
+    model, ctx = torch.nn.Linear(2, 2), _fp16_ctx()
+    opt = torch.optim.AdamW(model.parameters())
+    scaler = engine.make_scaler(ctx)
+    scaler.load_state_dict({**scaler.state_dict(), "scale": 1024.0, "_growth_tracker": 7})   # a mid-run state
+    engine.save_checkpoint(args, ctx, 0, model, opt, step=3, scaler=scaler)
+    assert torch.load(str(tmp_path / "checkpoint-0000.pt"), weights_only=True)["scaler"]["scale"] == 1024.0
+    fresh = engine.make_scaler(ctx)
+    engine.resume(args, model, opt, scaler=fresh)
+    assert fresh.state_dict() == scaler.state_dict() and fresh.get_scale() == 1024.0
+
+
+# ----------------------------------------------------------------------------- --help and parse-time checks (items 4, 16)
+
+def _one_line_error(capsys, fn, *a):
+    """Run fn(*a), expect argparse's error exit (code 2) and return its last stderr line (the message)."""
+    with pytest.raises(SystemExit) as e:
+        fn(*a)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_help_shows_the_presets_defaults(capsys):
+    import finetune
+    with pytest.raises(SystemExit) as e:
+        finetune.get_args(["--model", "clip_b16", "--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())                   # argparse wraps lines
+    # FT-CLIP Table 10 (B): lr 6e-4 at batch 2048 (8 GPUs x 256), 50 epochs
+    assert "--blr BLR peak lr at a total batch of --lr_batch (default: 0.0006)" in text
+    assert "(MAE: 256; FT-CLIP, MaskDistill: 2048) (default: 2048)" in text
+    assert "--epochs EPOCHS training epochs (the cosine schedule spans them) (default: 50)" in text
+    assert "--batch_size BATCH_SIZE per process (GPU); effective = batch_size x accum_iter x world (default: 256)" in text
+    with pytest.raises(SystemExit):                                    # without --model: the generic defaults
+        engine.parse_args(_parser(), PRESETS, ["--help"])
+    assert "(default: 0.001)" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):                                    # -h does not hide an unknown preset
+        engine.parse_args(_parser(), PRESETS, ["--model", "nope", "-h"])
+    assert "unknown --model 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag,value,expect", [
+    ("--batch_size", "0", "--batch_size 0 must be >= 1"), ("--epochs", "-1", "--epochs -1 must be >= 1"),
+    ("--accum_iter", "0", "--accum_iter 0 must be >= 1"), ("--warmup_epochs", "-1", "--warmup_epochs -1.0 must be >= 0"),
+    ("--num_train", "0", "--num_train 0 must be >= 1"), ("--keep_ckpts", "0", "--keep_ckpts 0 must be >= 1"),
+    ("--clip_grad", "0", "--clip_grad 0.0 must be > 0"), ("--lr", "-0.1", "--lr -0.1 must be >= 0")])
+def test_common_flags_out_of_range_end_in_one_line(capsys, flag, value, expect):
+    assert expect in _one_line_error(capsys, engine.parse_args, _parser(), PRESETS, ["--model", "tiny", flag, value])
+
+
+def test_script_checks_img_size_and_mask_ratio(capsys):
+    import finetune
+    import mae
+    import maskdistill
+    cases = [(mae.get_args, ["--model", "mae_vit_test", "--img_size", "33"], "--img_size 33 is not a multiple of the "
+              "patch size 8; use e.g. 32 or 40"),
+             (mae.get_args, ["--model", "mae_vit_test", "--mask_ratio", "1.5"], "--mask_ratio 1.5 must be in (0, 1)"),
+             (mae.get_args, ["--model", "mae_vit_test", "--mask_ratio", "0"], "--mask_ratio 0.0 must be in (0, 1)"),
+             (mae.get_args, ["--model", "mae_vit_test", "--mask_ratio", "0.99"], "keep at least one of the 16 patches"),
+             (mae.get_args, ["--model", "mae_vit_base_patch16", "--img_size", "200"], "patch size 16; use e.g. 192 or 208"),
+             (maskdistill.get_args, ["--model", "maskdistill_vit_test", "--mask_ratio", "1.5"], "must be in [0, 1)"),
+             (maskdistill.get_args, ["--model", "maskdistill_vit_test", "--img_size", "30"], "multiple of the patch size 8"),
+             (finetune.get_args, ["--model", "vit_test", "--img_size", "4"], "--img_size 4 is not a multiple of the "
+              "patch size 8; use e.g. 8 or 16")]
+    for fn, argv, expect in cases:
+        assert expect in _one_line_error(capsys, fn, argv), argv
+    assert mae.get_args(["--model", "mae_vit_test", "--mask_ratio", "0.5", "--img_size", "48"]).mask_ratio == 0.5
+    kd = maskdistill.get_args(["--model", "maskdistill_vit_test", "--mask_ratio", "0"])
+    assert kd.num_mask_patches == 0                                      # Table 5: knowledge distillation, no mask
+
+
+# ----------------------------------------------------------------------------- resume problems (item 16)
+
+def _truncate(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+
+
+def test_resume_unreadable_checkpoint_is_one_line_and_auto_falls_back(tmp_path, capsys):
+    args = _args(tmp_path, keep_ckpts=2, resume="auto")
+    model = torch.nn.Linear(2, 2)
+    for e in range(2):
+        with torch.no_grad():
+            model.weight.fill_(e)
+        engine.save_checkpoint(args, _ctx(), e, model, torch.optim.AdamW(model.parameters()), step=e)
+    last = str(tmp_path / "checkpoint-0001.pt")
+    _truncate(last)                                                    # e.g. a disk that filled up during a copy
+    fresh = torch.nn.Linear(2, 2)
+    with pytest.raises(SystemExit) as e:
+        engine.resume(_args(tmp_path, resume=last), fresh, torch.optim.AdamW(fresh.parameters()))
+    msg = str(e.value)
+    assert "\n" not in msg and f"checkpoint {last} is unreadable, probably truncated" in msg and "--resume auto" in msg
+    start, _ = engine.resume(args, fresh, torch.optim.AdamW(fresh.parameters()))
+    assert start == 1 and (fresh.weight == 0).all()                    # the intact epoch-0 checkpoint
+    assert f"WARNING: --resume auto: {last} is unreadable" in capsys.readouterr().out
+    _truncate(str(tmp_path / "checkpoint-0000.pt"))
+    with pytest.raises(SystemExit, match="none of the 2 checkpoint"):
+        engine.resume(args, fresh, torch.optim.AdamW(fresh.parameters()))
+
+
+def test_resume_checkpoint_of_another_model_names_the_keys_in_one_line(tmp_path):
+    args = _args(tmp_path, resume=str(tmp_path / "checkpoint-0000.pt"))
+    src = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    engine.save_checkpoint(args, _ctx(), 0, src, torch.optim.AdamW(src.parameters()), step=0)
+    other = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    with pytest.raises(SystemExit) as e:
+        engine.resume(args, other, torch.optim.AdamW(other.parameters()))
+    msg = str(e.value)
+    assert "\n" not in msg and "does not fit --model t" in msg
+    assert "1 shape mismatch(es): 0.weight (2, 2) in the file vs (2, 3) here" in msg
+    assert "2 key(s) missing from the file: 2.weight, 2.bias" in msg
+    same = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    with pytest.raises(SystemExit, match="optimizer state does not fit"):    # same weights, other param groups
+        engine.resume(args, same, torch.optim.AdamW([{"params": same[0].parameters()}, {"params": same[1].parameters()}]))

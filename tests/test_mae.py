@@ -2,6 +2,7 @@
 script end to end (checkpoint/metrics/PNG, exact resume, torchrun, a corrupt image in a folder)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -124,6 +125,38 @@ def test_resume_after_kill_equals_uninterrupted_bitwise(tmp_path, workers):
     _run(tmp_path, "--num_workers", workers, "--resume", "auto", name="killed")
     resumed = _losses(killed)
     assert [resumed[s] for s in range(9, 13)] == [straight[s] for s in range(9, 13)]   # bitwise, not approx
+
+
+def test_fp16_loss_scaling_checkpoints_the_scaler_and_resumes_bitwise(tmp_path, monkeypatch):
+    """--precision fp16 (CPU autocast float16): a GradScaler, its state in the checkpoint, and an exact resume.
+    growth_interval 1 doubles the scale every clean step, so overflows (skipped steps, scale halved) happen in a
+    few steps and a resume that lost the scaler state would diverge from the uninterrupted run."""
+    import functools
+    monkeypatch.setattr(torch.amp, "GradScaler", functools.partial(torch.amp.GradScaler, init_scale=2.0 ** 20,
+                                                                   growth_interval=1))
+    fp16 = ("--precision", "fp16", "--num_train", "48")                          # 3 steps per epoch, 9 in all
+    rows = lambda out: {r["step"]: r for r in map(json.loads, open(out / "metrics.jsonl"))}   # noqa: E731
+    straight = rows(_run(tmp_path, *fp16, name="straight"))
+    assert sum(r["skipped_steps"] for r in straight.values()) >= 1              # an overflow happened, and was skipped
+    assert straight[3]["loss_scale"] == 2.0 ** 21                               # != a fresh scaler's 2 ** 20
+    _run(tmp_path, *fp16, "--max_steps", "3", name="killed")
+    ckpt = torch.load(tmp_path / "killed" / "checkpoint-0000.pt", weights_only=True)
+    assert ckpt["scaler"]["scale"] == 2.0 ** 21 and ckpt["scaler"]["growth_interval"] == 1
+    _run(tmp_path, *fp16, "--resume", "auto", name="killed")
+    resumed = rows(tmp_path / "killed")
+    for s in range(4, 10):
+        assert (resumed[s]["loss"], resumed[s]["loss_scale"]) == (straight[s]["loss"], straight[s]["loss_scale"])
+
+
+def test_resume_a_checkpoint_of_another_model_is_one_line(tmp_path, capsys):
+    _run(tmp_path, "--epochs", "1", "--num_train", "16", name="test")
+    with pytest.raises(SystemExit) as e:
+        mae.main(["--model", "mae_vit_mini", "--num_train", "16", "--num_val", "8", "--num_workers", "0", "--batch_size", "16",
+                  "--output_dir", str(tmp_path / "mini"), "--resume", str(tmp_path / "test" / "checkpoint-0000.pt")])
+    msg = str(e.value)
+    assert "\n" not in msg and "(--model mae_vit_test) does not fit --model mae_vit_mini" in msg
+    assert re.search(r"\d+ shape mismatch\(es\): [\w.]+ \(1, \d+, (32|64)\) in the file vs \(1, \d+, (128|192)\) here", msg)
+    assert "key(s) missing from the file: encoder.blocks.2." in msg              # mini has 6 blocks, test 2
 
 
 @pytest.mark.parametrize("extra", [[], ["--encoder_mask_tokens", "--max_steps", "3"]], ids=["default", "encoder_mask_tokens"])
