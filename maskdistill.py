@@ -308,7 +308,7 @@ PRESETS = {
     # EVA §2.2 + Table 3 + reference §4 (EVA-01 code/README): ViT-g/14, abs positions, no RPE, no layer scale,
     # drop path 0.1; CLIP-L/14 @ 224, target ln_post(tokens) @ proj, no extra norm, negative cosine; BEiT v1
     # (at most 105 of 256) masks; batch 4096 (128 GPUs x 32), lr 1e-3, betas (0.9, 0.98), eps 1e-6, 150 ep,
-    # warmup 2, clip 3.0, min lr 1e-5, no color jitter, CLIP mean/std. NOTE(paper): bf16 autocast, not fp16+ZeRO-1.
+    # warmup 2, clip 3.0, min lr 1e-5, no color jitter, CLIP mean/std. NOTE(paper): bf16 autocast by default (--precision fp16 adds a GradScaler), no ZeRO-1.
     "eva_g14": dict(_APP_A, student="eva_g14", teacher="clip_l14", rel_pos_bias=False, abs_pos_emb=True,
                     layer_scale=0.0, drop_path=0.1, init_std=0.015, target="proj", target_norm="none",
                     loss="cosine", num_mask_patches=105, exact_mask=False, blr=1e-3, lr_batch=4096, batch_size=32,
