@@ -2,8 +2,9 @@
 linear-probe protocols that MAE (arXiv 2111.06377) and MaskDistill (arXiv 2210.10615) evaluate with.
 
   FT-CLIP §2.1, Table 10  OpenAI CLIP image tower minus ln_post/proj; head = LayerNorm per patch token, mean, Linear
-                          (init x 0.001); frozen patch conv; layer-wise lr decay; EMA 0.9998 (ema.py; Table 3) evaluated
-                          beside the raw model, headline = best EMA top-1; RandAug, smoothing, no mixup (clip_b16, clip_l14)
+                          (init x 0.001); frozen patch conv; layer-wise lr decay; EMA 0.9998 at batch 2048 (ema.py; Table
+                          3) evaluated beside the raw model, headline = best EMA top-1; RandAug, smoothing, no mixup
+                          (clip_b16, clip_l14; its code's 384 / 336 runs: clip_b16_384, clip_l14_336)
   FT-CLIP Fig. 3          partial fine-tuning --freeze_blocks k (MAE Fig. 9 is the same protocol)
   MAE App. A.1            fine-tuning an MAE encoder (FINETUNE.md presets vit_*_patch*: mean pool + fc_norm, mixup/cutmix,
                           drop path, crop 0.875) and linear probing (Table 10, *_linprobe: BN + Linear on the cls, LARS)
@@ -18,6 +19,8 @@ Run (CPU quick start, built-in `shapes` data, 10 classes; ~5 min each on 2 cores
 Real runs (FT-CLIP: total batch 2048 = 8 GPUs x 256 for B, 8 x 64 x accum 4 for L; MAE: 1024):
     torchrun --nproc_per_node=8 finetune.py --model clip_b16 --data /path/to/imagenet
     torchrun --nproc_per_node=8 finetune.py --model vit_base_patch16 --init mae_pretrain_vit_base.pth --accum_iter 4 --data ...
+Use the result: --init a checkpoint (its EMA when the run selected by EMA), or export it for timm:
+    python finetune.py --export runs/finetune_clip_b16/checkpoint-best.pt --out clip_b16_ft.pth [--ema | --raw]
 
 Shape legend: B batch, C channels, N patches, D width, K classes.
 """
@@ -435,17 +438,31 @@ def export_main(argv):
     if not cfg or args.get("linprobe"):
         raise SystemExit(f"--export {a.export}: not a finetune.py fine-tuning checkpoint (no vit_config in its args, or "
                          f"a linear probe); give a checkpoint-*.pt from finetune.py")
-    model = ViT(ViTConfig(**{k: v for k, v in cfg.items() if k in ViTConfig.__dataclass_fields__}))
-    model.load_state_dict(state)
+    model = ViT(ViTConfig(**{k: v for k, v in cfg.items() if k in ViTConfig.__dataclass_fields__})).eval()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise SystemExit(f"--export {a.export}: its weights do not fit its recorded vit_config: {str(e)[:300]!r}") from None
     sd, kw = timm_state_dict(model)
+    # check before writing: timm's own VisionTransformer, strict load, the same logits on a random image
+    from functools import partial
+    from timm.models.vision_transformer import VisionTransformer
+    ref = VisionTransformer(**{k: v for k, v in kw.items() if k != "norm_eps"},
+                            norm_layer=partial(nn.LayerNorm, eps=kw["norm_eps"])).eval()
+    ref.load_state_dict(sd, strict=True)
+    x = torch.randn(2, model.cfg.in_chans, model.cfg.img_size, model.cfg.img_size)
+    with torch.no_grad():
+        err = (ref(x) - model(x)).abs().max().item()
+    if not err <= 1e-4:
+        raise SystemExit(f"--export {a.export}: timm's logits differ from ours by {err:.2e}; nothing written")
     engine.atomic_save(sd, a.out)
     name = TIMM_NAMES.get(args.get("arch"))
     over = {k: kw[k] for k in ("img_size", "num_classes", "global_pool", "fc_norm", "init_values") if kw[k] is not None}
     call = (f"timm.create_model({name!r}, pretrained=False, {', '.join(f'{k}={v!r}' for k, v in over.items())})" if name
             else f"timm.models.vision_transformer.VisionTransformer(**{ {k: v for k, v in kw.items() if k != 'norm_eps'} }, "
                  f"norm_layer=functools.partial(torch.nn.LayerNorm, eps={kw['norm_eps']}))")
-    print(f"[export] {'EMA' if ema else 'raw'} weights of {a.export} (epoch {ckpt.get('epoch')}) -> {a.out}; load with "
-          f"{call}.load_state_dict(torch.load({a.out!r}))", flush=True)
+    print(f"[export] {'EMA' if ema else 'raw'} weights of {a.export} (epoch {ckpt.get('epoch')}) -> {a.out} (timm's "
+          f"logits = ours to {err:.1e}); load with {call}.load_state_dict(torch.load({a.out!r}))", flush=True)
     return sd, kw
 
 
@@ -480,7 +497,7 @@ def ema_line(args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "--export" in argv:
+    if any(a == "--export" or a.startswith("--export=") for a in argv):
         return export_main(argv)
     args = get_args(argv)
     ctx = engine.setup(args)
