@@ -14,6 +14,11 @@ Lookahead (hlb-CIFAR10 / airbench do it), a different optimizer, not the EMA of 
 name, not by position, so a model whose parameters are registered in another order still averages correctly (the
 position bug hlb-CIFAR10's NetworkEMA marks in its own code). Buffers (e.g. BatchNorm statistics) are copied, as timm's
 ModelEma does for every state_dict entry that is not a float parameter.
+
+Batch size. The paper's 0.9998 is per step at a total batch of 2048 (Table 10); the lr follows the batch linearly, but a
+fixed per-step decay does not: at batch 256 a run takes 8x more steps, so the same 0.9998 averages over 8x fewer images
+(a horizon of ~1 epoch instead of ~8). `decay_for_batch` keeps the horizon in images: after n images the old weights
+keep decay^(n / 2048) of the average at any batch, i.e. decay_b = decay ** (b / 2048) per step of b images.
 """
 import copy
 
@@ -30,6 +35,12 @@ def unwrap(model):
             model = model.module
         else:
             return model
+
+
+def decay_for_batch(decay, batch, ref_batch):
+    """Per-step decay at a total batch `batch` with the horizon (in images) of `decay` at `ref_batch`:
+    decay ** (batch / ref_batch). 0.9998 at 2048 -> 0.999975 at 256, 0.99981 at 1920; 0 stays 0 (no EMA)."""
+    return decay ** (batch / ref_batch)
 
 
 class ModelEma:

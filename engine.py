@@ -528,6 +528,7 @@ def resume(args, model, optimizer, *, scaler=None, ema=None):
     if ema is not None and ckpt.get("ema"):
         ema.load_state_dict(ckpt["ema"])
     set_rng_state(ckpt["rng"])
+    args.resumed_from = path                                # the scripts' start-up line names where the weights came from
     print0(f"[engine] resumed from {path} (epoch {ckpt['epoch']} done, step {ckpt['step']})")
     return ckpt["epoch"] + 1, ckpt.get("extra", {})
 

@@ -2,13 +2,14 @@
 linear-probe protocols that MAE (arXiv 2111.06377) and MaskDistill (arXiv 2210.10615) evaluate with.
 
   FT-CLIP §2.1, Table 10  OpenAI CLIP image tower minus ln_post/proj; head = LayerNorm per patch token, mean, Linear
-                          (init x 0.001); frozen patch conv; layer-wise lr decay; EMA 0.9998 (ema.py; Table 3) evaluated
-                          beside the raw model, headline = best EMA top-1; RandAug, smoothing, no mixup (clip_b16, clip_l14)
+                          (init x 0.001); frozen patch conv; layer-wise lr decay; EMA 0.9998 at batch 2048 (ema.py; Table
+                          3) evaluated beside the raw model, headline = best EMA top-1; RandAug, smoothing, no mixup
+                          (clip_b16, clip_l14; its code's 384 / 336 runs: clip_b16_384, clip_l14_336)
   FT-CLIP Fig. 3          partial fine-tuning --freeze_blocks k (MAE Fig. 9 is the same protocol)
   MAE App. A.1            fine-tuning an MAE encoder (FINETUNE.md presets vit_*_patch*: mean pool + fc_norm, mixup/cutmix,
                           drop path, crop 0.875) and linear probing (Table 10, *_linprobe: BN + Linear on the cls, LARS)
   MaskDistill App. C      fine-tuning its student (maskdistill_vit_*: q/v bias, shared RPE, layer scale)
-Not here: DeepSpeed fp16 (we use bf16 autocast), FT-CLIP Table 13's 3Aug/AugMix, MAE's dist_eval padding.
+Not here: DeepSpeed (we use torch autocast: bf16, or --precision fp16 with a GradScaler), FT-CLIP Table 13's 3Aug/AugMix, MAE's dist_eval padding.
 
 Run (CPU quick start, built-in `shapes` data, 10 classes; ~5 min each on 2 cores):
     python mae.py --model mae_vit_mini                                             # pre-train, then fine-tune it:
@@ -18,12 +19,16 @@ Run (CPU quick start, built-in `shapes` data, 10 classes; ~5 min each on 2 cores
 Real runs (FT-CLIP: total batch 2048 = 8 GPUs x 256 for B, 8 x 64 x accum 4 for L; MAE: 1024):
     torchrun --nproc_per_node=8 finetune.py --model clip_b16 --data /path/to/imagenet
     torchrun --nproc_per_node=8 finetune.py --model vit_base_patch16 --init mae_pretrain_vit_base.pth --accum_iter 4 --data ...
+Use the result: --init a checkpoint (its EMA when the run selected by EMA), or export it for timm:
+    python finetune.py --export runs/finetune_clip_b16/checkpoint-best.pt --out clip_b16_ft.pth [--ema | --raw]
 
 Shape legend: B batch, C channels, N patches, D width, K classes.
 """
 import argparse
 import json
 import os
+import sys
+from dataclasses import asdict
 
 import torch
 import torch.nn as nn
@@ -31,7 +36,7 @@ import torch.nn.functional as F
 
 import engine
 from data import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, DataError, build_dataset, build_transform, subset_fraction
-from ema import ModelEma
+from ema import ModelEma, decay_for_batch
 from vit import PRESETS as VIT_PRESETS
 from vit import ViT, ViTConfig, load_clip_state_dict, load_pretrained, read_clip_weights
 
@@ -39,6 +44,13 @@ MEAN_STD = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_
 # What an encoder.pt's `vit_config` decides; the recipe decides the rest (img_size, pooling, head, drop path, ...).
 ARCH_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim", "norm_eps", "act", "qkv_bias", "qv_bias",
                "patch_bias", "norm_pre", "rel_pos_bias", "layer_scale")
+SIZE_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")    # must match --arch (issue: vit_mini got 0.11 M)
+
+
+def describe(cfg):
+    d = {k: cfg.get(k, ViTConfig.__dataclass_fields__[k].default) for k in SIZE_FIELDS}
+    return f"patch {d['patch_size']}, width {d['embed_dim']}, depth {d['depth']}, {d['num_heads']} heads" + \
+        (f", MLP {d['mlp_dim']}" if d["mlp_dim"] else "")
 
 
 # ----------------------------------------------------------------------------- layer-wise lr decay
@@ -103,15 +115,30 @@ def build_optimizer(model, args):
 
 # ----------------------------------------------------------------------------- the model and its weights
 
-def load_init(path):
+def load_init(path, ema=None, flag="--init"):
     """An encoder.pt (engine.save_encoder: {"model", "vit_config", ...}), an official MAE checkpoint ({"model": ...},
-    timm names), a finetune.py checkpoint, or a bare state dict."""
+    timm names), a finetune.py checkpoint, or a bare state dict. A finetune.py checkpoint also holds its EMA: `ema` True
+    takes it, False the raw weights, None the EMA when its run selected checkpoints by EMA accuracy (checkpoint-best.pt
+    is FT-CLIP's best-EMA model, reference §3.6). Returns (checkpoint, state dict, EMA used: True / False / None = none
+    in the file)."""
     try:
         ckpt = engine.load_file(path)                   # SystemExit naming the path if it is missing
     except Exception as e:                              # noqa: BLE001 - e.g. a pickled argparse Namespace inside
-        raise SystemExit(f"--init {path}: cannot be loaded with weights_only=True ({type(e).__name__}); "
+        raise SystemExit(f"{flag} {path}: cannot be loaded with weights_only=True ({type(e).__name__}); "
                          f"re-save just its state dict: torch.save({{'model': ckpt['model']}}, path)") from None
-    return ckpt, ckpt.get("model", ckpt.get("state_dict", ckpt))
+    has_ema = isinstance(ckpt.get("ema"), dict) and bool(ckpt["ema"])
+    if ema is None and has_ema:
+        ema = (ckpt.get("extra") or {}).get("selected_by") == "ema"
+    if ema and not has_ema:
+        raise SystemExit(f"{flag} {path}: this checkpoint holds no EMA weights (trained with --ema_decay 0, or not a "
+                         f"finetune.py checkpoint); drop the EMA flag to use its weights")
+    return ckpt, ckpt["ema"] if ema else ckpt.get("model", ckpt.get("state_dict", ckpt)), ema
+
+
+def vit_config_of(ckpt):
+    """The architecture a checkpoint was built with: an encoder.pt's `vit_config`, or the one finetune.py records in its
+    checkpoints' args (None for official MAE / timm / bare state dicts: --model's arch decides)."""
+    return (ckpt.get("vit_config") or (ckpt.get("args") or {}).get("vit_config")) if isinstance(ckpt, dict) else None
 
 
 def init_head(head, std, scale):
@@ -134,10 +161,18 @@ def build_model(args, num_classes, load_clip=True):
     cfg.update({k: getattr(args, k) for k in ("qv_bias", "rel_pos_bias", "layer_scale") if getattr(args, k) is not None})
     state, pos_embed = None, cfg.get("pos_embed", "learned")
     if args.init:
-        ckpt, state = load_init(args.init)
-        if "vit_config" in ckpt:                        # a mae.py / maskdistill.py encoder: its architecture, our recipe
-            cfg.update({k: v for k, v in ckpt["vit_config"].items() if k in ARCH_FIELDS})
-            pos_embed = ckpt["vit_config"].get("pos_embed", pos_embed)
+        ckpt, state, args.init_ema = load_init(args.init, args.init_ema)
+        vit_config = vit_config_of(ckpt)
+        if vit_config:                                  # a mae.py / maskdistill.py encoder: its architecture, our recipe
+            size = lambda c: tuple(c.get(k, ViTConfig.__dataclass_fields__[k].default) for k in SIZE_FIELDS)  # noqa: E731
+            if size(vit_config) != size(cfg):           # the variant fields below may differ; the size may not
+                fits = [a for a in VIT_PRESETS if size(VIT_PRESETS[a]) == size(vit_config)]
+                raise SystemExit(f"--init {args.init} is a {describe(vit_config)} encoder{f' ({fits[0]})' if fits else ''}"
+                                 f", but --model {args.model} builds {args.arch} ({describe(cfg)}): pass "
+                                 + (f"--arch {fits[0]} (or a --model preset built on it)" if fits else
+                                    "the --model / --arch it was pre-trained with"))
+            cfg.update({k: v for k, v in vit_config.items() if k in ARCH_FIELDS})
+            pos_embed = vit_config.get("pos_embed", pos_embed)
     # MAE App. A.1: the fixed sin-cos table becomes a trainable (learned) one for fine-tuning; "none" stays none.
     cfg.update(img_size=args.img_size or cfg.get("img_size", 224), num_classes=num_classes, global_pool=args.global_pool,
                drop_path=args.drop_path, proj_dim=0, mask_token=False, pos_embed="none" if pos_embed == "none" else "learned")
@@ -195,13 +230,15 @@ def evaluate(model, loader, ctx):
 
 # FT-CLIP Table 10 (B) + the released code (reference §3): AdamW lr 6e-4 at a total batch of 2048 (8 GPUs x 256), layer
 # decay 0.6, wd 0.05, betas (0.9, 0.999), 10 warmup + 50 epochs, cosine to 1e-6 (§3.5), RandAug m9 mstd0.5, smoothing
-# 0.1, no mixup/cutmix (Table 6), no drop path (Table 15), erasing 0.25 (Table 7), EMA 0.9998 (Table 3), CLIP mean/std,
-# eval resize 224 -> crop 224 (crop 1.0), no clipping, no layer scale / RPE (Table 12).
+# 0.1, no mixup/cutmix (Table 6), no drop path (Table 15), erasing 0.25 (Table 7), EMA 0.9998 per step at 2048 (Table 3;
+# scaled to other batches, ema.decay_for_batch), CLIP mean/std, eval resize 224 -> crop 224 (crop 1.0), no clipping, no
+# layer scale / RPE (Table 12).
 _FT_CLIP = dict(pretrained="openai", global_pool="ln_avg", head_init_std=0.02, head_init_scale=1e-3,
                 freeze_patch_embed=True, optimizer="adamw", blr=6e-4, lr_batch=2048, batch_size=256, accum_iter=1,
                 layer_decay=0.6, weight_decay=0.05, betas=(0.9, 0.999), epochs=50, warmup_epochs=10, min_lr=1e-6,
                 clip_grad=None, aa="rand-m9-mstd0.5-inc1", smoothing=0.1, mixup=0.0, cutmix=0.0, drop_path=0.0,
-                reprob=0.25, crop_scale=(0.08, 1.0), crop_pct=1.0, mean_std="clip", ema_decay=0.9998, linprobe=False)
+                reprob=0.25, crop_scale=(0.08, 1.0), crop_pct=1.0, mean_std="clip", ema_decay=None, ema_base_decay=0.9998,
+                linprobe=False)
 # MAE FINETUNE.md (reference §2.5), ViT-B: blr 5e-4 x batch / 256 at 32 GPUs x 32 = 1024 (8 GPUs: --accum_iter 4), layer
 # decay 0.65, 100 epochs, drop path 0.1, warmup 5, min lr 1e-6, mixup 0.8, cutmix 1.0, smoothing 0.1, erasing 0.25, mean
 # pool + fc_norm, head trunc-normal 2e-5, eval crop 0.875 (256 -> 224), ImageNet mean/std, no EMA.
@@ -209,7 +246,7 @@ _FT_CLIP = dict(pretrained="openai", global_pool="ln_avg", head_init_std=0.02, h
 # recipes (used here) differ, as mae#91 points out.
 _MAE_FT = dict(_FT_CLIP, pretrained="", global_pool="avg", head_init_std=2e-5, head_init_scale=1.0,
                freeze_patch_embed=False, blr=5e-4, lr_batch=256, batch_size=32, layer_decay=0.65, epochs=100,
-               warmup_epochs=5, mixup=0.8, cutmix=1.0, drop_path=0.1, crop_pct=0.875, mean_std="imagenet", ema_decay=0.0)
+               warmup_epochs=5, mixup=0.8, cutmix=1.0, drop_path=0.1, crop_pct=0.875, mean_std="imagenet", ema_base_decay=0.0)
 # MaskDistill App. C (BEiT's recipe): peak lr at batch 1024 (8 GPUs x 128), RandAug 9/0.5, erasing 0.25, mixup 0.8, cutmix
 # 1.0, min lr 1e-6; BEiT's head init scale 0.001; the App. A student: q/v bias, shared RPE, layer scale, abs positions.
 _MASKDISTILL_FT = dict(_MAE_FT, lr_batch=1024, batch_size=128, head_init_std=0.02, head_init_scale=1e-3,
@@ -245,16 +282,25 @@ PRESETS = {
     "vit_base_patch16_linprobe": dict(_MAE_LINPROBE, arch="vit_base_patch16"),
     "vit_large_patch16_linprobe": dict(_MAE_LINPROBE, arch="vit_large_patch16", epochs=50),
     "vit_huge_patch14_linprobe": dict(_MAE_LINPROBE, arch="vit_huge_patch14", epochs=50),
+    # FT-CLIP's higher resolutions (its Table 11 / README: 86.6 and 88.3), as its code runs them (LightDXY/FT-CLIP
+    # scripts/*_384_*.sh, *_336.sh and logs/): the patch conv is trained there (CLIP_B16_384 / CLIP_L14_336: freeze_conv1
+    # False), positions are resized bicubic 14->24 / 16->24, eval crop 1.0; B/384: lr 7e-4 at 8 GPUs x 64 x accum 4 =
+    # 2048, 50 epochs, warmup 10, decay 0.6; L/336: lr 6e-4 at 24 GPUs x 20 x accum 4 = 1920 (its log: "Batch size =
+    # 1920", 667 steps/epoch), 30 epochs, warmup 5, decay 0.65. EMA 0.9998 at their batch, no drop path, as at 224.
+    "clip_b16_384": dict(_FT_CLIP, arch="clip_b16", img_size=384, freeze_patch_embed=False, blr=7e-4, batch_size=64,
+                         accum_iter=4),
+    "clip_l14_336": dict(_FT_CLIP, arch="clip_l14", img_size=336, freeze_patch_embed=False, blr=6e-4, lr_batch=1920,
+                         batch_size=20, accum_iter=4, layer_decay=0.65, warmup_epochs=5, epochs=30),
     "vit_mini": dict(_MINI, arch="vit_mini"),
     "vit_mini_linprobe": dict(_MAE_LINPROBE, arch="vit_mini", blr=0.1, batch_size=256, epochs=10, warmup_epochs=1,
                               crop_scale=(0.35, 1.0), crop_pct=1.0, save_every=5),
-    # the test suite's (tiny, seconds): EMA 0.9 so a few steps move the average
+    # the test suite's (tiny, seconds): EMA 0.9 at their batch (= lr_batch) so a few steps move the average
     "vit_test": dict(_MINI, arch="vit_test", blr=1e-3, lr_batch=16, batch_size=16, epochs=2, aa="", reprob=0.0,
-                     ema_decay=0.9, num_workers=0, save_every=1),
+                     ema_base_decay=0.9, num_workers=0, save_every=1),
     "vit_test_linprobe": dict(_MAE_LINPROBE, arch="vit_test", blr=0.1, batch_size=16, epochs=2, warmup_epochs=1,
                               num_workers=0),
     "clip_test": dict(_FT_CLIP, arch="clip_test", pretrained="", blr=3e-3, lr_batch=32, batch_size=32, epochs=20,
-                      warmup_epochs=1, layer_decay=0.75, aa="", reprob=0.0, crop_scale=(0.35, 1.0), ema_decay=0.9,
+                      warmup_epochs=1, layer_decay=0.75, aa="", reprob=0.0, crop_scale=(0.35, 1.0), ema_base_decay=0.9,
                       num_workers=0),
 }
 
@@ -262,14 +308,18 @@ PRESETS = {
 # ----------------------------------------------------------------------------- arguments
 
 def get_args(argv=None):
-    p = engine.common_parser("Fine-tune / linear-probe a ViT: FT-CLIP (Dong et al. 2022), MAE, MaskDistill protocols.")
+    p = engine.common_parser("Fine-tune / linear-probe a ViT: FT-CLIP (Dong et al. 2022), MAE, MaskDistill protocols. "
+                             "Export a fine-tuned checkpoint for timm: finetune.py --export CKPT --out model.pth [--ema|--raw]")
     g = p.add_argument_group("model and weights (FT-CLIP §2.1; MAE App. A.1)")
     g.add_argument("--arch", default="clip_b16", help=f"vit.py architecture: {', '.join(VIT_PRESETS)}")
     g.add_argument("--img_size", type=int, default=None, help="resolution (None = the arch's); positions are resized "
-                   "(FT-CLIP: 384 for B/16, 336 for L/14, where its code trains the patch conv: add --no-freeze_patch_embed)")
+                   "(FT-CLIP's 384 / 336 recipes: --model clip_b16_384 / clip_l14_336)")
     g.add_argument("--pretrained", default="openai", help="CLIP weights: open_clip tag (downloads once), a local file "
                    "(state dict or OpenAI TorchScript .pt), or '' for random init")
-    g.add_argument("--init", default="", help="encoder.pt of mae.py / maskdistill.py, or an official MAE checkpoint")
+    g.add_argument("--init", default="", help="encoder.pt of mae.py / maskdistill.py, an official MAE checkpoint, or a "
+                   "finetune.py checkpoint")
+    g.add_argument("--init_ema", action=argparse.BooleanOptionalAction, default=None, help="--init a finetune.py "
+                   "checkpoint's EMA weights (None: the EMA when its run selected by EMA, as checkpoint-best.pt)")
     g.add_argument("--global_pool", default="ln_avg", choices=["ln_avg", "avg", "token"],
                    help="ln_avg: LN per patch then mean (FT-CLIP); avg: mean then LN (MAE); token: cls after norm")
     g.add_argument("--head_init_std", type=float, default=0.02, help="head trunc-normal std (MAE 2e-5, linprobe 0.01)")
@@ -296,7 +346,10 @@ def get_args(argv=None):
                    "(FT-CLIP 1.0; MAE 0.875)")
     g.add_argument("--mean_std", default="clip", choices=list(MEAN_STD), help="input normalization (FT-CLIP: CLIP's)")
     g = p.add_argument_group("EMA (FT-CLIP §2.1, Table 3)")
-    g.add_argument("--ema_decay", type=float, default=0.9998, help="0 = no EMA; horizon 1 / (1 - decay) steps")
+    g.add_argument("--ema_decay", type=float, default=None, help="EMA decay per optimizer step, exactly (0 = no EMA; "
+                   "horizon 1 / (1 - decay) steps); None: --ema_base_decay scaled to this run's batch")
+    g.add_argument("--ema_base_decay", type=float, default=0.9998, help="decay per step at a total batch of --lr_batch "
+                   "(FT-CLIP: 0.9998 at 2048); used as ema_base_decay ** (eff_batch / lr_batch): the same horizon in images")
     g = p.add_argument_group("protocols (MAE §4.3 / App. A.1 linear probe and partial fine-tuning; FT-CLIP Fig. 3)")
     g.add_argument("--linprobe", action=argparse.BooleanOptionalAction, default=False,
                    help="frozen encoder, BN + Linear on the cls feature (use a *_linprobe preset for the recipe)")
@@ -320,6 +373,99 @@ def resolve_args(args, parser):
     args.crop_scale = tuple(args.crop_scale)
     arch = ViTConfig(**VIT_PRESETS[args.arch])
     engine.check_img_size(parser, args.img_size or arch.img_size, arch.patch_size)
+    # ema.py: a fixed per-step decay would shrink the horizon with the batch (8x at 256 vs FT-CLIP's 2048); keep it
+    args.ema_scaled = args.ema_decay is None
+    if args.ema_scaled:
+        args.ema_decay = decay_for_batch(args.ema_base_decay, args.eff_batch_size, args.lr_batch)
+    if not 0 <= args.ema_decay < 1:
+        parser.error(f"{'--ema_base_decay' if args.ema_scaled else '--ema_decay'} gives an EMA decay of "
+                     f"{args.ema_decay:g}, not in [0, 1) (0 = no EMA; FT-CLIP: 0.9998 at batch 2048)")
+
+
+# ----------------------------------------------------------------------------- export to timm
+
+# arch -> the timm model of the same layout (OpenAI CLIP is QuickGELU: timm's *_clip_quickgelu_* variants of
+# vit_base_patch16_clip_224 / vit_large_patch14_clip_224); any resolution via img_size=
+TIMM_NAMES = {"clip_b16": "vit_base_patch16_clip_quickgelu_224", "clip_l14": "vit_large_patch14_clip_quickgelu_224",
+              "vit_base_patch16": "vit_base_patch16_224", "vit_large_patch16": "vit_large_patch16_224",
+              "vit_huge_patch14": "vit_huge_patch14_224"}
+
+
+def timm_state_dict(model):
+    """(state dict, kwargs) such that timm's VisionTransformer(**kwargs) loads the state dict with strict=True and gives
+    the same logits. vit.py already uses timm's names; what differs: FT-CLIP's head (LN on each patch token, then mean)
+    is timm's global_pool='avg' with fc_norm=False, where timm applies `norm` to every token before pooling, so our
+    fc_norm becomes timm's `norm`; MAE's (mean, then LN) is global_pool='avg', fc_norm=True; BEiT's q/v biases fold
+    into one qkv bias (k's is 0); layer scale gamma_1/2 is timm's ls1/ls2.gamma."""
+    cfg, own = model.cfg, model.state_dict()
+    if cfg.rel_pos_bias:        # MaskDistill / BEiT students: that is timm's Beit, a different model (not done here)
+        raise SystemExit("--export: this model has a relative position bias (a MaskDistill student); timm's "
+                         "VisionTransformer has none and export to timm's Beit is not implemented")
+    if isinstance(model.head, nn.Sequential) or cfg.proj_dim or cfg.patch_bias == cfg.norm_pre:
+        raise SystemExit("--export: only fine-tuned classifiers export (not a linear probe's BN + Linear head, not a "
+                         "CLIP projection; timm has a bias-free patch conv exactly when it has pre_norm)")
+    sd = {}
+    for k, v in own.items():
+        if k.endswith("attn.v_bias") or k == "mask_token":    # v_bias: folded below; [MASK]: pre-training only
+            continue
+        if k.endswith("attn.q_bias"):                   # (3D,) = [q | 0 | v], as vit.Attention builds it
+            k, v = k.replace("q_bias", "qkv.bias"), torch.cat([v, torch.zeros_like(v), own[k.replace("q_bias", "v_bias")]])
+        elif ".gamma_" in k:
+            k = k.replace("gamma_1", "ls1.gamma").replace("gamma_2", "ls2.gamma")
+        elif k.startswith("fc_norm.") and cfg.global_pool == "ln_avg":
+            k = "norm." + k.removeprefix("fc_norm.")
+        sd[k] = v.detach().clone()
+    D = cfg.embed_dim
+    kwargs = dict(img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=D, depth=cfg.depth, num_heads=cfg.num_heads,
+                  mlp_ratio=(cfg.mlp_dim or 4 * D) / D, qkv_bias=cfg.qkv_bias or cfg.qv_bias, pre_norm=cfg.norm_pre,
+                  init_values=cfg.layer_scale or None, pos_embed="none" if cfg.pos_embed == "none" else "learn",
+                  num_classes=cfg.num_classes, global_pool="token" if cfg.global_pool == "token" else "avg",
+                  fc_norm=cfg.global_pool == "avg", act_layer="quick_gelu" if cfg.act == "quick_gelu" else "gelu",
+                  norm_eps=cfg.norm_eps)           # timm wants norm_layer=partial(nn.LayerNorm, eps=norm_eps)
+    return sd, kwargs
+
+
+def export_main(argv):
+    """python finetune.py --export CKPT --out model.pth [--ema | --raw]: a finetune.py checkpoint's EMA (default when
+    its run selected by EMA, as checkpoint-best.pt) or raw weights as a plain state dict that timm loads."""
+    p = argparse.ArgumentParser(prog="finetune.py --export", description=export_main.__doc__)
+    p.add_argument("--export", required=True, metavar="CKPT", help="a finetune.py checkpoint (e.g. checkpoint-best.pt)")
+    p.add_argument("--out", required=True, help="where to write the timm state dict")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ema", dest="ema", action="store_const", const=True, default=None, help="the EMA weights")
+    g.add_argument("--raw", dest="ema", action="store_const", const=False, help="the raw (non-EMA) weights")
+    a = p.parse_args(argv)
+    ckpt, state, ema = load_init(a.export, a.ema, flag="--export")
+    cfg, args = vit_config_of(ckpt), ckpt.get("args") or {}
+    if not cfg or args.get("linprobe"):
+        raise SystemExit(f"--export {a.export}: not a finetune.py fine-tuning checkpoint (no vit_config in its args, or "
+                         f"a linear probe); give a checkpoint-*.pt from finetune.py")
+    model = ViT(ViTConfig(**{k: v for k, v in cfg.items() if k in ViTConfig.__dataclass_fields__})).eval()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise SystemExit(f"--export {a.export}: its weights do not fit its recorded vit_config: {str(e)[:300]!r}") from None
+    sd, kw = timm_state_dict(model)
+    # check before writing: timm's own VisionTransformer, strict load, the same logits on a random image
+    from functools import partial
+    from timm.models.vision_transformer import VisionTransformer
+    ref = VisionTransformer(**{k: v for k, v in kw.items() if k != "norm_eps"},
+                            norm_layer=partial(nn.LayerNorm, eps=kw["norm_eps"])).eval()
+    ref.load_state_dict(sd, strict=True)
+    x = torch.randn(2, model.cfg.in_chans, model.cfg.img_size, model.cfg.img_size)
+    with torch.no_grad():
+        err = (ref(x) - model(x)).abs().max().item()
+    if not err <= 1e-4:
+        raise SystemExit(f"--export {a.export}: timm's logits differ from ours by {err:.2e}; nothing written")
+    engine.atomic_save(sd, a.out)
+    name = TIMM_NAMES.get(args.get("arch"))
+    over = {k: kw[k] for k in ("img_size", "num_classes", "global_pool", "fc_norm", "init_values") if kw[k] is not None}
+    call = (f"timm.create_model({name!r}, pretrained=False, {', '.join(f'{k}={v!r}' for k, v in over.items())})" if name
+            else f"timm.models.vision_transformer.VisionTransformer(**{ {k: v for k, v in kw.items() if k != 'norm_eps'} }, "
+                 f"norm_layer=functools.partial(torch.nn.LayerNorm, eps={kw['norm_eps']}))")
+    print(f"[export] {'EMA' if ema else 'raw'} weights of {a.export} (epoch {ckpt.get('epoch')}) -> {a.out} (timm's "
+          f"logits = ours to {err:.1e}); load with {call}.load_state_dict(torch.load({a.out!r}))", flush=True)
+    return sd, kw
 
 
 # ----------------------------------------------------------------------------- training script
@@ -330,7 +476,31 @@ def write_json(ctx, path, obj):
             json.dump(obj, f, indent=2)
 
 
+def weights_line(args, start_epoch):
+    """Where the weights come from, for the start-up line."""
+    if getattr(args, "resumed_from", None):             # engine.resume: every weight is the checkpoint's
+        given = f"--init {args.init}" if args.init else f"--pretrained {args.pretrained}" if args.pretrained else ""
+        return f"checkpoint {args.resumed_from} (epoch {start_epoch - 1} done)" + (f", not {given}" if given else "")
+    if args.init:                                       # build_model resolved init_ema: None = the file has no EMA
+        return f"--init {args.init}" + {True: " (its EMA weights; --no-init_ema for the raw ones)",
+                                        False: " (its raw weights, not the EMA)", None: ""}[args.init_ema]
+    return f"--pretrained {args.pretrained}" if args.pretrained else "random init (WARNING: nothing pre-trained)"
+
+
+def ema_line(args):
+    if not args.ema_decay:
+        return "EMA off"
+    scaled = decay_for_batch(args.ema_base_decay, args.eff_batch_size, args.lr_batch)
+    return (f"EMA decay {args.ema_decay:.6g} per step (" + (f"the recipe's {args.ema_base_decay:g} at batch {args.lr_batch}, "
+            f"scaled to batch {args.eff_batch_size}: ^({args.eff_batch_size}/{args.lr_batch}), the same horizon in images"
+            if args.ema_scaled else f"--ema_decay exactly; the recipe's {args.ema_base_decay:g} at batch {args.lr_batch} "
+            f"would be {scaled:.6g} at batch {args.eff_batch_size}") + f"; horizon {1 / (1 - args.ema_decay):.0f} steps)")
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--export" or a.startswith("--export=") for a in argv):
+        return export_main(argv)
     args = get_args(argv)
     ctx = engine.setup(args)
     mean, std = MEAN_STD[args.mean_std]
@@ -353,6 +523,7 @@ def main(argv=None):
     # a checkpoint to resume from replaces every weight: then CLIP's are not fetched (the architecture is --arch's)
     resuming = bool(args.resume) and (args.resume != "auto" or bool(engine.list_checkpoints(args.output_dir)))
     model = build_model(args, num_classes, load_clip=not resuming).to(ctx.device)
+    args.vit_config = asdict(model.cfg)                 # saved in every checkpoint's args: --export and --init rebuild it
     optimizer = build_optimizer(model, args)
     # DDP broadcasts rank 0's weights (each rank drew its own random head): copy the EMA after that, then resume both
     train_model = engine.wrap_model(model, ctx, args)
@@ -364,7 +535,7 @@ def main(argv=None):
     engine.print0(f"[finetune] {args.model} (arch {args.arch} @ {img_size}px, pool {args.global_pool}"
                   f"{', linear probe' if args.linprobe else ''}{f', {args.freeze_blocks} blocks frozen' if args.freeze_blocks else ''}): "
                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, {n_train / 1e6:.3f} M trainable; "
-                  f"{num_classes} classes; weights: {args.pretrained or args.init or 'random init (WARNING: nothing pre-trained)'}")
+                  f"{num_classes} classes; weights: {weights_line(args, start_epoch)}")
 
     if args.eval_only:                                  # the EMA only exists in a checkpoint (--resume)
         res = dict(zip(["acc1", "acc5"], evaluate(model, val_loader, ctx)))
@@ -379,7 +550,7 @@ def main(argv=None):
     if steps_per_epoch == 0:
         raise SystemExit(f"{len(train_set)} images is less than one step of {args.eff_batch_size}; lower --batch_size")
     engine.print0(f"[finetune] recipe: lr {args.blr:g} at batch {args.lr_batch} -> {args.lr:.3g} at this run's batch "
-                  f"{args.eff_batch_size}; layer decay {args.layer_decay}, EMA {args.ema_decay or 'off'}; "
+                  f"{args.eff_batch_size}; layer decay {args.layer_decay}; {ema_line(args)}; "
                   f"{len(train_set)} train / {len(val_set)} val images, {steps_per_epoch} steps/epoch")
     log = engine.MetricsLog(args.output_dir, ctx)
     mixup_fn = None

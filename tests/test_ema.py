@@ -1,4 +1,5 @@
 """ema.py: FT-CLIP's weight EMA is exactly ema <- decay * ema + (1 - decay) * param, matched by name, on a separate copy."""
+import pytest
 import torch
 import torch.nn as nn
 
@@ -124,3 +125,22 @@ def test_ddp_and_compile_wrappers_are_unwrapped():
     _perturb(model, 2)
     ema.update(Wrapper(compiled))
     assert torch.equal(ema.module.b.weight, model.b.weight)
+
+
+def test_decay_for_batch_keeps_the_horizon_in_images():
+    from ema import decay_for_batch
+    # FT-CLIP Table 3 / Table 10: 0.9998 per step at a total batch of 2048
+    assert decay_for_batch(0.9998, 2048, 2048) == 0.9998
+    assert decay_for_batch(0.9998, 256, 2048) == pytest.approx(0.9998 ** 0.125, rel=1e-15)
+    assert decay_for_batch(0.9998, 256, 2048) == pytest.approx(0.999974998, abs=1e-9)   # by hand: exp(ln(.9998) / 8)
+    assert decay_for_batch(0.0, 256, 2048) == 0.0                                        # no EMA stays no EMA
+    # 8 steps of 256 images leave the starting weights exactly the share one step of 2048 leaves them: 0.9998
+    start = nn.Linear(3, 3)
+    ema = ModelEma(start, decay=decay_for_batch(0.9998, 256, 2048))
+    zero = nn.Linear(3, 3)
+    with torch.no_grad():
+        for p in zero.parameters():
+            p.zero_()
+    for _ in range(8):
+        ema.update(zero)
+    torch.testing.assert_close(ema.module.weight, 0.9998 * start.weight.detach(), rtol=1e-6, atol=0)

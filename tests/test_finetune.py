@@ -335,3 +335,228 @@ def test_pretrained_openai_offline_fails_fast_with_a_clear_message(tmp_path, mon
     if t.is_alive():
         pytest.skip("open_clip did not fail within 60 s with HF_HUB_OFFLINE=1 (a network timeout?)")
     assert "HF_HUB_OFFLINE" in result["error"] and "local file" in result["error"] and "\n" not in result["error"]
+
+
+# ----------------------------------------------------------------------------- issue 10: batch table, EMA, presets, --init
+
+# The papers' / official code's (lr, total batch) per FT-CLIP preset: Table 10 (B 6e-4, L 4e-4 at 2048; reference §3.8);
+# LightDXY/FT-CLIP scripts/bash_fine_Openai_CLIP_P16_384_FT_ZIP.sh (lr 7e-4, 8 GPUs x 64 x update_freq 4 = 2048) and
+# logs/CLIP_L14_336.log ("LR = 0.00060000", "Batch size = 1920": 24 GPUs x 20 x update_freq 4).
+PAPER_LR_AT_BATCH = {"clip_b16": (6e-4, 2048), "clip_l14": (4e-4, 2048), "clip_b16_384": (7e-4, 2048),
+                     "clip_l14_336": (6e-4, 1920)}
+
+
+def _readme_batch_table():
+    """README's FT-CLIP batch table: ([preset per column], [(world, [cell per column])])."""
+    import re
+    text = open(os.path.join(REPO, "README.md")).read()
+    section = text[text.index("### FT-CLIP fine-tuning (finetune.py)"):]
+    lines = section[section.index("| GPUs |"):].splitlines()
+    cells = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]   # noqa: E731
+    header, rows = cells(lines[0]), []
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        row = cells(line)
+        rows.append((int(row[0]), [re.findall(r"`([^`]*)`", c) if c != "—" else None for c in row[1:]]))
+    return [h.split()[0] for h in header[1:]], rows
+
+
+def test_readme_batch_table_gives_every_row_the_papers_batch_and_lr(capsys, monkeypatch):
+    presets, rows = _readme_batch_table()
+    assert presets == list(PAPER_LR_AT_BATCH) and len(rows) >= 3
+    checked = 0
+    for world, row in rows:
+        for preset, flags in zip(presets, row):
+            if flags is None:                                                  # "—": not a divisor of the batch
+                continue
+            a = _resolved(capsys, monkeypatch, "--model", preset, *" ".join(flags).split(), world=world)
+            lr, batch = PAPER_LR_AT_BATCH[preset]
+            where = f"README row {world} GPUs, {preset}: {flags}"
+            assert a["batch_size"] * a["accum_iter"] * world == a["eff_batch_size"] == batch, where
+            assert a["lr"] == pytest.approx(lr, rel=1e-12), where
+            assert a["ema_decay"] == pytest.approx(0.9998, rel=1e-12), where   # Table 3: 0.9998 at the recipe's batch
+            checked += 1
+    assert checked >= 13
+
+
+def test_ema_decay_is_scaled_to_the_batch_and_ema_decay_sets_it_exactly(capsys, monkeypatch):
+    one = _resolved(capsys, monkeypatch, "--model", "clip_b16")                # 1 process x 256: 8x the steps
+    assert one["ema_decay"] == pytest.approx(0.9998 ** (256 / 2048), rel=1e-14) and one["ema_scaled"]
+    assert _resolved(capsys, monkeypatch, "--model", "clip_l14_336", world=24)["ema_decay"] == 0.9998
+    exact = _resolved(capsys, monkeypatch, "--model", "clip_b16", "--ema_decay", "0.9998")
+    assert exact["ema_decay"] == 0.9998 and not exact["ema_scaled"]
+    assert _resolved(capsys, monkeypatch, "--model", "clip_b16", "--ema_decay", "0")["ema_decay"] == 0.0
+    assert _resolved(capsys, monkeypatch, "--model", "vit_base_patch16", world=32)["ema_decay"] == 0.0   # MAE: no EMA
+    with pytest.raises(SystemExit):
+        get_args(["--model", "clip_b16", "--ema_decay", "1.5"])
+    assert "not in [0, 1)" in capsys.readouterr().err
+
+
+def test_start_up_line_prints_the_recipes_and_the_used_ema_decay(tmp_path, capsys):
+    argv = ["--model", "vit_test", "--num_train", "32", "--num_val", "8", "--max_steps", "1", "--epochs", "1"]
+    finetune.main([*argv, "--batch_size", "8", "--output_dir", str(tmp_path / "a")])    # vit_test: 0.9 at batch 16
+    out = capsys.readouterr().out
+    assert f"EMA decay {0.9 ** 0.5:.6g} per step (the recipe's 0.9 at batch 16, scaled to batch 8" in out
+    finetune.main([*argv, "--batch_size", "8", "--ema_decay", "0.95", "--output_dir", str(tmp_path / "b")])
+    out = capsys.readouterr().out
+    assert f"EMA decay 0.95 per step (--ema_decay exactly; the recipe's 0.9 at batch 16 would be {0.9 ** 0.5:.6g}" in out
+    assert torch.load(tmp_path / "b" / "checkpoint-0000.pt", weights_only=True)["args"]["ema_decay"] == 0.95
+
+
+def test_high_resolution_presets_are_ft_clips_384_and_336_runs(capsys, monkeypatch):
+    # LightDXY/FT-CLIP scripts/bash_fine_Openai_CLIP_P16_384_FT_ZIP.sh + logs/CLIP_B16_384.log (Namespace line)
+    b = _resolved(capsys, monkeypatch, "--model", "clip_b16_384", world=8)
+    b384 = dict(arch="clip_b16", img_size=384, freeze_patch_embed=False, batch_size=64, accum_iter=4, eff_batch_size=2048,
+                epochs=50, warmup_epochs=10, layer_decay=0.6, drop_path=0.0, weight_decay=0.05, min_lr=1e-6,
+                smoothing=0.1, reprob=0.25, mixup=0.0, cutmix=0.0, crop_pct=1.0, mean_std="clip", global_pool="ln_avg",
+                aa="rand-m9-mstd0.5-inc1", ema_decay=0.9998)
+    assert {k: b[k] for k in b384} == b384 and b["lr"] == pytest.approx(7e-4, rel=1e-12)
+    # scripts/bash_fine_Openai_CLIP_Large_P14_336.sh + logs/CLIP_L14_336.log: world_size 24, "Batch size = 1920"
+    lg = _resolved(capsys, monkeypatch, "--model", "clip_l14_336", world=24)
+    l336 = dict(arch="clip_l14", img_size=336, freeze_patch_embed=False, batch_size=20, accum_iter=4, eff_batch_size=1920,
+                epochs=30, warmup_epochs=5, layer_decay=0.65, drop_path=0.0, weight_decay=0.05, min_lr=1e-6,
+                smoothing=0.1, reprob=0.25, mixup=0.0, cutmix=0.0, crop_pct=1.0, ema_decay=0.9998)
+    assert {k: lg[k] for k in l336} == l336 and lg["lr"] == pytest.approx(6e-4, rel=1e-12)
+
+
+@pytest.mark.parametrize("preset,grid,params", [("clip_b16_384", 24, 86_860_264), ("clip_l14_336", 24, 304_532_456)])
+def test_high_resolution_presets_build_with_24x24_positions_and_a_trained_patch_conv(preset, grid, params):
+    """Params: the official logs' "number of params" (its trainable count: conv1 included, its unused frozen timm
+    PatchEmbed not), logs/CLIP_B16_384.log and logs/CLIP_L14_336.log; all of ours are trainable (freeze_conv1 False)."""
+    args = get_args(["--model", preset, "--pretrained", ""])
+    with torch.device("meta"):
+        model = build_model(args, 1000)
+    assert model.pos_embed.shape == (1, 1 + grid * grid, model.cfg.embed_dim) and model.cfg.img_size == grid * model.cfg.patch_size
+    assert model.patch_embed.proj.weight.requires_grad
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in model.parameters() if p.requires_grad) == params
+    groups = {g["name"]: g for g in param_groups_lrd(model, args.weight_decay, args.layer_decay)}
+    assert groups["layer_0_decay"]["param_names"] == ["patch_embed.proj.weight"]   # the logs' layer_0_decay: conv1.weight
+
+
+def test_high_resolution_preset_resizes_clips_positions_on_load(tmp_path, tiny_clip):
+    from vit import clip_to_vit_state_dict, resize_pos_embed
+    args = get_args(["--model", "clip_b16_384", "--arch", "clip_test", "--img_size", "48", "--pretrained", tiny_clip[1],
+                     "--output_dir", str(tmp_path)])
+    model = build_model(args, 10)                                              # the tiny CLIP's 4x4 grid -> 6x6
+    clip_pos = clip_to_vit_state_dict(torch.load(tiny_clip[1], weights_only=True))["pos_embed"]
+    assert clip_pos.shape[1] == 17 and model.pos_embed.shape[1] == 37
+    assert torch.equal(model.pos_embed.detach(), resize_pos_embed(clip_pos, (6, 6)))
+    assert model.patch_embed.proj.weight.requires_grad
+
+
+@pytest.fixture(scope="module")
+def ft_run(tmp_path_factory):
+    """A 2-epoch vit_test fine-tuning of an encoder.pt with EMA (0.9): (output dir, encoder path)."""
+    d = tmp_path_factory.mktemp("ft_run")
+    _encoder(d / "enc.pt")
+    finetune.main(["--model", "vit_test", "--init", str(d / "enc.pt"), "--num_train", "32", "--num_val", "16",
+                   "--epochs", "2", "--output_dir", str(d / "run")])
+    return d / "run", d / "enc.pt"
+
+
+def test_resume_start_up_line_names_the_checkpoint_and_its_epoch(ft_run, tmp_path, capsys):
+    run, enc = ft_run
+    ckpt = run / "checkpoint-0000.pt"
+    capsys.readouterr()
+    finetune.main(["--model", "vit_test", "--init", str(enc), "--resume", str(ckpt), "--eval_only", "--num_val", "16",
+                   "--output_dir", str(tmp_path)])
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[finetune] vit_test")][0]
+    assert line.endswith(f"weights: checkpoint {ckpt} (epoch 0 done), not --init {enc}"), line
+
+
+def test_init_takes_the_ema_of_a_checkpoint_selected_by_ema(ft_run, tmp_path, capsys):
+    run, enc = ft_run
+    best = torch.load(run / "checkpoint-best.pt", weights_only=True)
+    assert best["extra"]["selected_by"] == "ema"
+    assert any(not torch.equal(best["ema"][k], best["model"][k]) for k in best["model"])
+    for flags, key, said in [([], "ema", "(its EMA weights; --no-init_ema for the raw ones)"),
+                             (["--no-init_ema"], "model", "(its raw weights, not the EMA)")]:
+        capsys.readouterr()
+        model = finetune.main(["--model", "vit_test", "--init", str(run / "checkpoint-best.pt"), *flags, "--eval_only",
+                               "--num_val", "16", "--output_dir", str(tmp_path)])
+        for k, v in best[key].items():                                         # head included: same 10 classes
+            assert torch.equal(model.state_dict()[k], v), (key, k)
+        assert f"weights: --init {run / 'checkpoint-best.pt'} {said}" in capsys.readouterr().out
+    args = get_args(["--model", "vit_test", "--init", str(enc), "--init_ema", "--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="holds no EMA weights") as e:         # an encoder.pt has no EMA
+        build_model(args, 10)
+    assert "\n" not in str(e.value)
+
+
+def _timm_vit(kw):
+    import functools
+    from timm.models.vision_transformer import VisionTransformer
+    kw = dict(kw)
+    eps = kw.pop("norm_eps")
+    return VisionTransformer(**kw, norm_layer=functools.partial(nn.LayerNorm, eps=eps)).eval()
+
+
+def test_export_loads_into_timm_strict_with_the_same_logits(ft_run, tmp_path, capsys):
+    run, _ = ft_run
+    best = torch.load(run / "checkpoint-best.pt", weights_only=True)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for flag, key, which in [([], "ema", "EMA"), (["--raw"], "model", "raw")]:
+        out = tmp_path / f"{key}.pth"
+        finetune.main(["--export", str(run / "checkpoint-best.pt"), "--out", str(out), *flag])
+        assert f"[export] {which} weights of" in capsys.readouterr().out
+        _, kw = finetune.timm_state_dict(create_model("vit_test", global_pool="avg"))
+        # MAE's head (mean over patches, then LN) is timm's global_pool='avg' with fc_norm=True
+        assert (kw["global_pool"], kw["fc_norm"], kw["num_classes"], kw["img_size"]) == ("avg", True, 10, 32)
+        timm_model = _timm_vit(kw)
+        timm_model.load_state_dict(torch.load(out, weights_only=True), strict=True)
+        ours = ViT(ViTConfig(**{**VIT_PRESETS["vit_test"], "global_pool": "avg"})).eval()
+        ours.load_state_dict(best[key])
+        with torch.no_grad():
+            assert (timm_model(x) - ours(x)).abs().max() <= 1e-4
+    torch.save({"model": create_model("vit_test").state_dict()}, tmp_path / "bare.pt")      # no architecture recorded
+    with pytest.raises(SystemExit, match="bare.pt: not a finetune.py fine-tuning checkpoint"):
+        finetune.main(["--export", str(tmp_path / "bare.pt"), "--out", str(tmp_path / "x.pth")])
+    with pytest.raises(SystemExit, match="holds no EMA"):
+        finetune.main(["--export", str(ft_run[1]), "--out", str(tmp_path / "x.pth"), "--ema"])
+
+
+@pytest.mark.parametrize("kind", ["ft_clip", "beit_student_token"])
+def test_timm_state_dict_matches_timm_for_clip_heads_and_qv_bias_layer_scale(tmp_path, tiny_clip, kind):
+    if kind == "ft_clip":       # FT-CLIP: LN per patch token, then mean -> timm global_pool='avg', fc_norm=False
+        model = build_model(get_args(["--model", "clip_test", "--pretrained", tiny_clip[1], "--output_dir", str(tmp_path)]), 10)
+        expect = dict(global_pool="avg", fc_norm=False, pre_norm=True, act_layer="quick_gelu", norm_eps=1e-5)
+    else:                       # BEiT-style q/v bias + layer scale, cls-token head (no RPE: that would be timm's Beit)
+        model = ViT(ViTConfig(**{**VIT_PRESETS["vit_test"], "qv_bias": True, "layer_scale": 0.1, "global_pool": "token"}))
+        expect = dict(global_pool="token", fc_norm=False, init_values=0.1, qkv_bias=True, norm_eps=1e-6)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)                                 # no zero q/v biases or unit LNs to hide behind
+    model.eval()
+    sd, kw = finetune.timm_state_dict(model)
+    assert {k: kw[k] for k in expect} == expect
+    timm_model = _timm_vit(kw)
+    timm_model.load_state_dict(sd, strict=True)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (timm_model(x) - model(x)).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("arch", list(finetune.TIMM_NAMES))
+def test_timm_names_have_the_exported_layout(arch):
+    import timm
+    pool = "ln_avg" if arch.startswith("clip") else "avg"
+    with torch.device("meta"):
+        ours = ViT(ViTConfig(**{**VIT_PRESETS[arch], "num_classes": 1000, "proj_dim": 0, "global_pool": pool}))
+        sd, kw = finetune.timm_state_dict(ours)
+        ref = timm.create_model(finetune.TIMM_NAMES[arch], pretrained=False, num_classes=1000, global_pool="avg",
+                                fc_norm=kw["fc_norm"])
+    assert {k: tuple(v.shape) for k, v in ref.state_dict().items()} == {k: tuple(v.shape) for k, v in sd.items()}
+    blk = ref.blocks[0]
+    assert isinstance(ref.norm_pre, nn.Identity) != kw["pre_norm"]                 # CLIP's ln_pre
+    assert blk.norm1.eps == kw["norm_eps"] and type(blk.mlp.act).__name__ == ("QuickGELU" if arch.startswith("clip") else "GELU")
+
+
+def test_init_from_an_encoder_of_another_architecture_is_one_clear_line(tmp_path):
+    _encoder(tmp_path / "enc.pt")                                              # a vit_test-sized encoder (0.11 M)
+    args = get_args(["--model", "vit_mini", "--init", str(tmp_path / "enc.pt"), "--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        build_model(args, 10)
+    msg = str(e.value)
+    assert "\n" not in msg and "vit_mini" in msg and "--arch vit_test" in msg
+    assert "patch 8, width 64, depth 2, 2 heads" in msg and "patch 4, width 192, depth 6, 3 heads" in msg
