@@ -96,9 +96,9 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = None
         if rel_pos_grid is not None:                     # zero-init like the shared one; load_pretrained copies that in
-            index = relative_position_index(rel_pos_grid)                                   # (1+N, 1+N)
-            self.relative_position_bias_table = nn.Parameter(torch.zeros(int(index.max()) + 1, num_heads))   # (K, H)
-            self.register_buffer("relative_position_index", index, persistent=False)
+            K = (2 * rel_pos_grid[0] - 1) * (2 * rel_pos_grid[1] - 1) + 3
+            self.relative_position_bias_table = nn.Parameter(torch.zeros(K, num_heads))         # (K, H)
+            self.register_buffer("relative_position_index", relative_position_index(rel_pos_grid), persistent=False)
 
     def forward(self, x, attn_bias=None):
         B, N, D = x.shape
@@ -190,9 +190,10 @@ class RelativePositionBias(nn.Module):
 
     def __init__(self, grid_size, num_heads):
         super().__init__()
-        index = relative_position_index(grid_size)                                   # (1+N, 1+N)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros(int(index.max()) + 1, num_heads))   # (K, H)
-        self.register_buffer("relative_position_index", index, persistent=False)
+        Gh, Gw = grid_size
+        K = (2 * Gh - 1) * (2 * Gw - 1) + 3
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(K, num_heads))   # (K, H)
+        self.register_buffer("relative_position_index", relative_position_index(grid_size), persistent=False)  # (1+N, 1+N)
 
     def forward(self):
         return gather_rel_pos_bias(self.relative_position_bias_table, self.relative_position_index)  # (H, 1+N, 1+N)
