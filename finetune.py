@@ -8,7 +8,8 @@ linear-probe protocols that MAE (arXiv 2111.06377) and MaskDistill (arXiv 2210.1
   FT-CLIP Fig. 3          partial fine-tuning --freeze_blocks k (MAE Fig. 9 is the same protocol)
   MAE App. A.1            fine-tuning an MAE encoder (FINETUNE.md presets vit_*_patch*: mean pool + fc_norm, mixup/cutmix,
                           drop path, crop 0.875) and linear probing (Table 10, *_linprobe: BN + Linear on the cls, LARS)
-  MaskDistill App. C      fine-tuning its student (maskdistill_vit_*: q/v bias, shared RPE, layer scale)
+  MaskDistill App. B, C   fine-tuning its student (maskdistill_vit_*: q/v bias, layer scale, the shared RPE copied into
+                          one table per block as BEiT v2 does, App. B "shared relative positional embeddings ✗")
 Not here: DeepSpeed (we use torch autocast: bf16, or --precision fp16 with a GradScaler), FT-CLIP Table 13's 3Aug/AugMix, MAE's dist_eval padding.
 
 Run (CPU quick start, built-in `shapes` data, 10 classes; ~5 min each on 2 cores):
@@ -57,7 +58,8 @@ def describe(cfg):
 
 def layer_id(name, depth):
     """BEiT/MAE rule (MAE util/lr_decay.py, FT-CLIP optim_factory.py; reference §2.3, §3.3): the embeddings are layer 0
-    (CLIP's ln_pre too), block i is layer i+1, everything on top (rel_pos_bias, norm, fc_norm, head) is layer depth+1."""
+    (CLIP's ln_pre too), block i is layer i+1 (its own RPE table too, BEiT v2), everything on top (a shared rel_pos_bias,
+    norm, fc_norm, head) is layer depth+1."""
     if name in ("cls_token", "pos_embed", "mask_token") or name.startswith(("patch_embed.", "norm_pre.")):
         return 0
     if name.startswith("blocks."):
@@ -158,7 +160,8 @@ def init_head(head, std, scale):
 def build_model(args, num_classes, load_clip=True):
     """The recipe's ViT with a K-way head and its weights (--pretrained CLIP / --init encoder), frozen parts frozen."""
     cfg = dict(VIT_PRESETS[args.arch])
-    cfg.update({k: getattr(args, k) for k in ("qv_bias", "rel_pos_bias", "layer_scale") if getattr(args, k) is not None})
+    cfg.update({k: getattr(args, k) for k in ("qv_bias", "rel_pos_bias", "shared_rel_pos_bias", "layer_scale")
+                if getattr(args, k) is not None})
     state, pos_embed = None, cfg.get("pos_embed", "learned")
     if args.init:
         ckpt, state, args.init_ema = load_init(args.init, args.init_ema)
@@ -186,7 +189,7 @@ def build_model(args, num_classes, load_clip=True):
         if args.pretrained and load_clip:
             load_clip_state_dict(model, read_clip_weights(args.arch, args.pretrained))   # drops ln_post, proj (§2.1)
         elif state is not None:
-            load_pretrained(model, state)               # resizes pos_embed, drops an unfit head / norm / mask token
+            load_pretrained(model, state, log=engine.print0)   # resizes positions / RPE; drops an unfit head, norm, mask token
     except ValueError as e:
         raise SystemExit(f"--{'pretrained' if args.pretrained else 'init'} {args.pretrained or args.init} does not fit "
                          f"--model {args.model} (arch {args.arch}): {e}") from None
@@ -248,9 +251,10 @@ _MAE_FT = dict(_FT_CLIP, pretrained="", global_pool="avg", head_init_std=2e-5, h
                freeze_patch_embed=False, blr=5e-4, lr_batch=256, batch_size=32, layer_decay=0.65, epochs=100,
                warmup_epochs=5, mixup=0.8, cutmix=1.0, drop_path=0.1, crop_pct=0.875, mean_std="imagenet", ema_base_decay=0.0)
 # MaskDistill App. C (BEiT's recipe): peak lr at batch 1024 (8 GPUs x 128), RandAug 9/0.5, erasing 0.25, mixup 0.8, cutmix
-# 1.0, min lr 1e-6; BEiT's head init scale 0.001; the App. A student: q/v bias, shared RPE, layer scale, abs positions.
+# 1.0, min lr 1e-6; BEiT's head init scale 0.001; the App. A student: q/v bias, RPE, layer scale, abs positions. App. B:
+# "shared relative positional embeddings ✗": the pre-trained shared table is copied into every block (BEiT v2 fine-tuning).
 _MASKDISTILL_FT = dict(_MAE_FT, lr_batch=1024, batch_size=128, head_init_std=0.02, head_init_scale=1e-3,
-                       qv_bias=True, rel_pos_bias=True)
+                       qv_bias=True, rel_pos_bias=True, shared_rel_pos_bias=False)
 # MAE App. A.1 Table 10 / main_linprobe.py (reference §2.6): cls token after the final norm, BN + Linear, LARS, blr 0.1 at
 # 16384 (32 GPUs x 512), wd 0, warmup 10, 90 epochs (L/H 50), min lr 0, crop + flip only, no smoothing, no drop path.
 _MAE_LINPROBE = dict(_MAE_FT, linprobe=True, global_pool="token", head_init_std=0.01, optimizer="lars", blr=0.1,
@@ -329,7 +333,9 @@ def get_args(argv=None):
                    help="freeze the patch conv (FT-CLIP code at 224)")
     g.add_argument("--qv_bias", action=argparse.BooleanOptionalAction, default=None, help="BEiT q/v bias (None = arch's; "
                    "an encoder.pt's vit_config decides these three)")
-    g.add_argument("--rel_pos_bias", action=argparse.BooleanOptionalAction, default=None, help="shared RPE (MaskDistill)")
+    g.add_argument("--rel_pos_bias", action=argparse.BooleanOptionalAction, default=None, help="RPE (MaskDistill)")
+    g.add_argument("--shared_rel_pos_bias", action=argparse.BooleanOptionalAction, default=None, help="one RPE table for "
+                   "all blocks (None = shared; maskdistill_* presets: no, one per block, a shared one copied in: BEiT v2)")
     g.add_argument("--layer_scale", type=float, default=None, help="layer scale init (MaskDistill App. A: 0.1 B, 1e-5 L/H)")
     g = p.add_argument_group("layer-wise lr decay and optimizer (FT-CLIP Tables 4, 5, 10; MAE Table 9, 10)")
     g.add_argument("--layer_decay", type=float, default=0.6, help="lr scale = layer_decay ** (depth + 1 - layer id)")

@@ -5,8 +5,9 @@ the four papers of this repo need, each a `ViTConfig` field that cites who needs
   MAE (He et al., arXiv 2111.06377) §3 / App. A.1  fixed 2-D sin-cos position embedding, mean-pool + fc_norm
   CLIP / FT-CLIP (Dong et al., arXiv 2212.06138)   pre-LayerNorm, QuickGELU, LN eps 1e-5, bias-free patch
                                                     conv, output projection `proj`; FT-CLIP §2.1 head
-  MaskDistill (Peng et al., arXiv 2210.10615) §3-4 q/v bias, one shared relative position bias, layer scale,
-                                                    a mask token inside the encoder (Eq. 2)
+  MaskDistill (Peng et al., arXiv 2210.10615) §3-4 q/v bias, relative position bias (one shared table in
+                                                    pre-training, one per block downstream: App. B), layer
+                                                    scale, a mask token inside the encoder (Eq. 2)
   EVA (Fang et al., arXiv 2211.07636) Table 3a     the 1B "giant" shape (patch 14, 40 x 1408, MLP 6144)
 Parameter names follow timm/MAE (`patch_embed.proj`, `cls_token`, `pos_embed`, `blocks.{i}.attn.qkv`, ...)
 so official MAE/timm weights load with strict=True and name-based layer-wise lr decay works;
@@ -45,7 +46,9 @@ class ViTConfig:
     patch_bias: bool = True            # CLIP's conv1 has no bias
     pos_embed: str = "learned"         # "learned" | "sincos" (fixed 2-D, MAE §3) | "none"
     norm_pre: bool = False             # CLIP's ln_pre after adding positions
-    rel_pos_bias: bool = False         # one relative position bias shared by all blocks (BEiT, MaskDistill §4.1)
+    rel_pos_bias: bool = False         # relative position bias (BEiT §2.6, MaskDistill §4.1)
+    shared_rel_pos_bias: bool = True   # one table for all blocks (BEiT pre-training) or one per block (BEiT v2
+                                       # fine-tuning; MaskDistill App. B "shared relative positional embeddings ✗")
     layer_scale: float = 0.0           # per-channel residual scale init (MaskDistill App. A: 0.1 B, 1e-5 L/H)
     mask_token: bool = False           # learnable [MASK] replacing masked patch embeddings (MaskDistill Eq. 2)
     global_pool: str = "token"         # "token" (cls) | "avg" (mean, then fc_norm; MAE) | "ln_avg" (LN, then mean; FT-CLIP)
@@ -79,9 +82,10 @@ class QuickGELU(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention (ViT Eq. 2). `attn_bias` (H, N, N) is added to the logits (BEiT's RPE)."""
+    """Multi-head self-attention (ViT Eq. 2). `attn_bias` (H, N, N) is added to the logits (BEiT's shared RPE);
+    with `rel_pos_grid` the block has its own table (BEiT v2 fine-tuning: blocks.{i}.attn.relative_position_bias_table)."""
 
-    def __init__(self, dim, num_heads, qkv_bias=True, qv_bias=False, fused=True):
+    def __init__(self, dim, num_heads, qkv_bias=True, qv_bias=False, fused=True, rel_pos_grid=None):
         super().__init__()
         self.num_heads, self.head_dim, self.fused = num_heads, dim // num_heads, fused
         self.scale = self.head_dim ** -0.5
@@ -90,9 +94,17 @@ class Attention(nn.Module):
         self.q_bias = nn.Parameter(torch.zeros(dim)) if qv_bias else None
         self.v_bias = nn.Parameter(torch.zeros(dim)) if qv_bias else None
         self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = None
+        if rel_pos_grid is not None:                     # zero-init like the shared one; load_pretrained copies that in
+            K = (2 * rel_pos_grid[0] - 1) * (2 * rel_pos_grid[1] - 1) + 3
+            self.relative_position_bias_table = nn.Parameter(torch.zeros(K, num_heads))         # (K, H)
+            self.register_buffer("relative_position_index", relative_position_index(rel_pos_grid), persistent=False)
 
     def forward(self, x, attn_bias=None):
         B, N, D = x.shape
+        if self.relative_position_bias_table is not None:                          # BEiT: this block's own + any shared
+            own = gather_rel_pos_bias(self.relative_position_bias_table, self.relative_position_index)   # (H, N, N)
+            attn_bias = own if attn_bias is None else attn_bias + own
         bias = self.qkv.bias
         if self.q_bias is not None:
             bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
@@ -137,7 +149,9 @@ class Block(nn.Module):
     def __init__(self, dim, num_heads, mlp_dim, cfg, drop_path=0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
-        self.attn = Attention(dim, num_heads, cfg.qkv_bias, cfg.qv_bias, cfg.fused_attn)
+        grid = (cfg.img_size // cfg.patch_size,) * 2
+        per_block_rpe = cfg.rel_pos_bias and not cfg.shared_rel_pos_bias
+        self.attn = Attention(dim, num_heads, cfg.qkv_bias, cfg.qv_bias, cfg.fused_attn, grid if per_block_rpe else None)
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.mlp = Mlp(dim, mlp_dim, cfg.act)
         ls = cfg.layer_scale
@@ -152,27 +166,37 @@ class Block(nn.Module):
         return x + drop_path(y if self.gamma_2 is None else self.gamma_2 * y, self.drop_path, self.training)
 
 
+def relative_position_index(grid_size):
+    """BEiT §2.6: the (1+N, 1+N) table row of each (query, key) pair, cls first.
+    Table rows: (2Gh-1)(2Gw-1) patch-to-patch offsets + 3 for cls->patch, patch->cls, cls->cls (732 for 14 x 14)."""
+    Gh, Gw = grid_size
+    K = (2 * Gh - 1) * (2 * Gw - 1) + 3
+    coords = torch.stack(torch.meshgrid(torch.arange(Gh), torch.arange(Gw), indexing="ij")).flatten(1)  # (2, N)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)             # (N, N, 2): (dr, dc)
+    idx = (rel[..., 0] + Gh - 1) * (2 * Gw - 1) + (rel[..., 1] + Gw - 1)         # (N, N) in [0, K-3)
+    index = torch.zeros(Gh * Gw + 1, Gh * Gw + 1, dtype=torch.long)
+    index[1:, 1:] = idx
+    index[0, :], index[:, 0], index[0, 0] = K - 3, K - 2, K - 1                  # cls rows/cols
+    return index
+
+
+def gather_rel_pos_bias(table, index):                                           # (K, H), (1+N, 1+N)
+    return table[index].permute(2, 0, 1).contiguous()                            # (H, 1+N, 1+N)
+
+
 class RelativePositionBias(nn.Module):
-    """BEiT §2.6 / MaskDistill §4.1: one learnable bias per (relative offset, head), shared by all blocks.
-    Table rows: (2Gh-1)(2Gw-1) patch-to-patch offsets + 3 for cls->patch, patch->cls, cls->cls
-    (732 rows for a 14 x 14 grid). Zero-initialised, as in BEiT."""
+    """BEiT §2.6 / MaskDistill §4.1: one learnable bias per (relative offset, head), shared by all blocks
+    (BEiT pre-training). Zero-initialised, as in BEiT."""
 
     def __init__(self, grid_size, num_heads):
         super().__init__()
         Gh, Gw = grid_size
         K = (2 * Gh - 1) * (2 * Gw - 1) + 3
         self.relative_position_bias_table = nn.Parameter(torch.zeros(K, num_heads))   # (K, H)
-        coords = torch.stack(torch.meshgrid(torch.arange(Gh), torch.arange(Gw), indexing="ij")).flatten(1)  # (2, N)
-        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)             # (N, N, 2): (dr, dc)
-        idx = (rel[..., 0] + Gh - 1) * (2 * Gw - 1) + (rel[..., 1] + Gw - 1)         # (N, N) in [0, K-3)
-        index = torch.zeros(Gh * Gw + 1, Gh * Gw + 1, dtype=torch.long)
-        index[1:, 1:] = idx
-        index[0, :], index[:, 0], index[0, 0] = K - 3, K - 2, K - 1                  # cls rows/cols
-        self.register_buffer("relative_position_index", index, persistent=False)    # (1+N, 1+N)
+        self.register_buffer("relative_position_index", relative_position_index(grid_size), persistent=False)  # (1+N, 1+N)
 
     def forward(self):
-        bias = self.relative_position_bias_table[self.relative_position_index]       # (1+N, 1+N, H)
-        return bias.permute(2, 0, 1).contiguous()                                    # (H, 1+N, 1+N)
+        return gather_rel_pos_bias(self.relative_position_bias_table, self.relative_position_index)  # (H, 1+N, 1+N)
 
 
 def sincos_pos_embed_2d(embed_dim, grid_h, grid_w, cls_token=True):
@@ -204,6 +228,63 @@ def resize_pos_embed(pos_embed, new_grid, num_prefix=1):
     return torch.cat([prefix, grid], dim=1)
 
 
+def cubic_spline_matrix(x, xq):
+    """W (m, n), float64, with W @ y = the cubic spline through (x_i, y_i) evaluated at xq: C2, with not-a-knot ends
+    (third derivative continuous at x_1 and x_{n-2}), i.e. the interpolating spline FITPACK fits with s=0 (SciPy's
+    interp2d / RectBivariateSpline / make_interp_spline, k=3). Points outside [x_0, x_{n-1}] are clamped, as FITPACK's
+    evaluator does. Written with the moments M_i = S''(x_i); x strictly increasing, n >= 4."""
+    x, xq = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(xq, dtype=torch.float64)
+    n = len(x)
+    if n < 4:
+        raise ValueError(f"a not-a-knot cubic spline needs at least 4 points, got {n}")
+    h = x[1:] - x[:-1]                                                           # (n-1,) interval widths
+    A, R = torch.zeros(n, n, dtype=torch.float64), torch.zeros(n, n, dtype=torch.float64)   # A M = R y
+    for i in range(1, n - 1):        # S' continuous at x_i: h_{i-1} M_{i-1} + 2 (h_{i-1} + h_i) M_i + h_i M_{i+1}
+        A[i, i - 1:i + 2] = torch.stack([h[i - 1], 2 * (h[i - 1] + h[i]), h[i]])    # = 6 (slope_i - slope_{i-1})
+        R[i, i - 1:i + 2] = torch.stack([6 / h[i - 1], -6 / h[i - 1] - 6 / h[i], 6 / h[i]])
+    A[0, :3] = torch.stack([h[1], -(h[0] + h[1]), h[0]])                        # not-a-knot: (M1-M0)/h0 = (M2-M1)/h1
+    A[-1, -3:] = torch.stack([h[-1], -(h[-2] + h[-1]), h[-2]])                   # and the same at the other end
+    M = torch.linalg.solve(A, R)                                                 # (n, n): moments = M @ y
+    xq = xq.clamp(x[0], x[-1])
+    i = (torch.searchsorted(x, xq, right=True) - 1).clamp(0, n - 2)              # interval of each query point
+    hi, t0, t1 = h[i], x[i + 1] - xq, xq - x[i]
+    rows = torch.arange(len(xq))
+    Wy, WM = torch.zeros(len(xq), n, dtype=torch.float64), torch.zeros(len(xq), n, dtype=torch.float64)
+    Wy[rows, i], Wy[rows, i + 1] = t0 / hi, t1 / hi                             # S = the chord in y ...
+    WM[rows, i], WM[rows, i + 1] = t0 ** 3 / (6 * hi) - hi * t0 / 6, t1 ** 3 / (6 * hi) - hi * t1 / 6   # ... + moments
+    return Wy + WM @ M
+
+
+def resize_rel_pos_bias(table, new_grid, num_extra=3):
+    """A (K, H) relative-position table of a G x G grid resized to new_grid (G' x G'), as BEiT v2's fine-tuning does
+    (run_class_finetuning.py): per head, the (2G-1)^2 offsets are put on the coordinates 0, +-1, +-(1+q), +-(1+q+q^2),
+    ... whose outermost is about G'-1 (q by bisection on [1.01, 1.5]), a bicubic spline through them is read at the
+    integer offsets -(G'-1)..G'-1 (SciPy's interp2d(kind='cubic') there, `cubic_spline_matrix` on both axes here: the
+    same tensor-product spline), and the 3 cls rows are appended back unchanged. Offsets 0 and +-1 keep their values."""
+    src, dst = math.isqrt(table.shape[0] - num_extra), 2 * new_grid[0] - 1
+    if new_grid[0] != new_grid[1] or src * src != table.shape[0] - num_extra:
+        raise ValueError(f"relative position table {tuple(table.shape)}: only square grids are resized (as BEiT v2)")
+    if src == dst:
+        return table
+    left, right = 1.01, 1.5                                                      # BEiT v2's bisection, as written there
+    while right - left > 1e-6:
+        q = (left + right) / 2.0
+        if (1.0 - q ** (src // 2)) / (1.0 - q) > dst // 2:                       # 1 + q + ... + q^(S/2 - 1) vs G' - 1
+            right = q
+        else:
+            left = q
+    dis, cur = [], 1.0
+    for i in range(src // 2):                                                    # 1, 1+q, 1+q+q^2, ...
+        dis.append(cur)
+        cur += q ** (i + 1)
+    x = [-d for d in reversed(dis)] + [0.0] + dis                               # (2G-1,) source coordinates
+    W = cubic_spline_matrix(x, torch.arange(-(dst // 2), dst // 2 + 1))         # (2G'-1, 2G-1)
+    H = table.shape[1]
+    z = table[:-num_extra].double().t().reshape(H, src, src)                     # (H, dr, dc)
+    z = (W @ z @ W.t()).reshape(H, dst * dst).t()                                # (K'-3, H): rows, then columns
+    return torch.cat([z.to(table.dtype), table[-num_extra:]])                    # (K', H)
+
+
 # ----------------------------------------------------------------------------- the model
 
 class ViT(nn.Module):
@@ -219,7 +300,8 @@ class ViT(nn.Module):
             torch.zeros(1, 1 + N, D), requires_grad=cfg.pos_embed == "learned")
         self.mask_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.mask_token else None
         self.norm_pre = nn.LayerNorm(D, eps=cfg.norm_eps) if cfg.norm_pre else nn.Identity()
-        self.rel_pos_bias = RelativePositionBias(self.patch_embed.grid_size, cfg.num_heads) if cfg.rel_pos_bias else None
+        shared = cfg.rel_pos_bias and cfg.shared_rel_pos_bias                          # else: one table in each block
+        self.rel_pos_bias = RelativePositionBias(self.patch_embed.grid_size, cfg.num_heads) if shared else None
         dpr = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]     # linspace(0, drop_path, depth)
         self.blocks = nn.ModuleList(Block(D, cfg.num_heads, cfg.mlp_dim or 4 * D, cfg, dpr[i]) for i in range(cfg.depth))
         pooled = cfg.global_pool in ("avg", "ln_avg")
@@ -333,16 +415,36 @@ def create_model(name, **overrides):
 
 # ----------------------------------------------------------------------------- loading weights
 
-def load_pretrained(model, state_dict):
+def load_pretrained(model, state_dict, log=print):
     """Load an encoder saved by mae.py / maskdistill.py / timm / official MAE (vit.py names), adapting what
-    fine-tuning legitimately changes and nothing else: position embeddings resized to the model's grid; a
-    head of another shape dropped (MAE main_finetune); final norm / CLIP proj / the pre-training mask token
-    dropped when the model has none (MAE's and FT-CLIP's pooled heads; BEiT fine-tuning). A new head /
-    fc_norm may be missing. Any other mismatch raises a ValueError naming the keys. Returns the dropped keys."""
-    sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state_dict.items()}
+    fine-tuning legitimately changes and nothing else: position embeddings resized to the model's grid; relative
+    position tables resized to it, and a shared one copied into every block when the model has one per block (BEiT v2
+    run_class_finetuning.py; `log` says so); a head of another shape dropped (MAE main_finetune); final norm / CLIP
+    proj / the pre-training mask token dropped when the model has none (MAE's and FT-CLIP's pooled heads; BEiT
+    fine-tuning). A new head / fc_norm may be missing. Any other mismatch raises a ValueError naming the keys.
+    Returns the dropped keys."""
+    sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state_dict.items()
+          if not k.endswith("relative_position_index")}                          # BEiT saves its index buffers
     own = model.state_dict()
     if "pos_embed" in sd and "pos_embed" in own and sd["pos_embed"].shape != own["pos_embed"].shape:
         sd["pos_embed"] = resize_pos_embed(sd["pos_embed"], model.patch_embed.grid_size)
+    shared, per_block = "rel_pos_bias.relative_position_bias_table", "blocks.0.attn.relative_position_bias_table"
+    expand = shared in sd and shared not in own and per_block in own
+    grid = model.patch_embed.grid_size
+    for k in [k for k in sd if k.endswith("relative_position_bias_table") and (k in own or expand)]:
+        old = math.isqrt(sd[k].shape[0] - 3)
+        if old != 2 * grid[0] - 1:
+            sd[k] = resize_rel_pos_bias(sd[k], grid)
+            if not k.startswith("blocks.") or k == per_block:                    # one line, not one per block
+                log(f"[vit] relative position bias {old}x{old} -> {2 * grid[0] - 1}x{2 * grid[1] - 1} offsets "
+                    f"(grid {grid[0]}x{grid[1]}; BEiT v2's bicubic interpolation on geometric coordinates)")
+    if expand:                                                                   # BEiT v2 fine-tuning: one copy per block
+        table = sd.pop(shared)
+        sd.update({f"blocks.{i}.attn.relative_position_bias_table": table.clone() for i in range(len(model.blocks))})
+        log(f"[vit] the shared relative position bias is copied into each of the {len(model.blocks)} blocks (BEiT v2)")
+    elif shared in own and per_block in sd:
+        raise ValueError("the checkpoint has one relative position table per block, this model one shared table: build "
+                         "it with shared_rel_pos_bias=False (finetune.py: --no-shared_rel_pos_bias)")
     dropped = [k for k in sd if k.startswith(("head.", "proj.", "norm.", "mask_token")) and
                (k not in own or (k.startswith("head.") and sd[k].shape != own[k].shape))]
     for k in dropped:

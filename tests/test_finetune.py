@@ -3,6 +3,7 @@ lr decay equal to the reference codes' numbers, FT-CLIP's head and parameter cou
 EMA + best/last bookkeeping, linear probe, partial fine-tuning, --init from mae.py, exact resume, torchrun), clear errors."""
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 
 import engine
 import finetune
+import vit
 from finetune import build_model, get_args, layer_id, param_groups_lrd
 from vit import PRESETS as VIT_PRESETS
 from vit import ViT, ViTConfig, create_model
@@ -156,6 +158,7 @@ def test_maskdistill_presets_match_appendix_c(capsys, monkeypatch, size, lr, epo
         (pytest.approx(lr), 1024, epochs, warmup, decay, dpr)
     assert (a["min_lr"], a["weight_decay"], a["smoothing"], a["reprob"], a["mixup"], a["cutmix"]) == (1e-6, 0.05, 0.1, 0.25, 0.8, 1.0)
     assert (a["qv_bias"], a["rel_pos_bias"], a["layer_scale"], a["arch"]) == (True, True, ls, f"vit_{size}")
+    assert a["shared_rel_pos_bias"] is False                                   # App. B / BEiT v2: one RPE table per block
 
 
 # ----------------------------------------------------------------------------- the CLI end to end
@@ -282,6 +285,65 @@ def test_init_takes_the_architecture_from_a_maskdistill_student(tmp_path):
     assert model.rel_pos_bias is not None and model.blocks[0].attn.q_bias is not None and model.mask_token is None
     assert torch.equal(model.blocks[1].gamma_2, enc["blocks.1.gamma_2"])
     assert layer_id("rel_pos_bias.relative_position_bias_table", 2) == 3      # BEiT: the shared RPE is a top layer
+
+
+def test_maskdistill_fine_tuning_copies_the_shared_rpe_into_each_block_at_its_layer_lr(tmp_path, capsys):
+    """BEiT v2 run_class_finetuning.py (MaskDistill App. B: "shared relative positional embeddings ✗" downstream): the
+    student's one table becomes one per block, blocks.{i}.attn.relative_position_bias_table, in block i's lr group."""
+    enc = _encoder(tmp_path / "student.pt", rel_pos_bias=True, qv_bias=True, layer_scale=0.1, mask_token=True)
+    argv = ["--model", "maskdistill_vit_base_patch16", "--init", str(tmp_path / "student.pt"), "--img_size", "32",
+            "--output_dir", str(tmp_path)]
+    torch.manual_seed(0)
+    per_block = build_model(get_args(argv), 10).eval()                        # the preset: one table per block
+    assert "copied into each of the 2 blocks" in capsys.readouterr().out
+    torch.manual_seed(0)
+    shared = build_model(get_args([*argv, "--shared_rel_pos_bias"]), 10).eval()
+    assert per_block.rel_pos_bias is None and shared.rel_pos_bias is not None
+    for blk in per_block.blocks:
+        assert torch.equal(blk.attn.relative_position_bias_table, enc["rel_pos_bias.relative_position_bias_table"])
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(per_block(x), shared(x))                           # the same function before any training
+    by_name = _by_name(param_groups_lrd(per_block, 0.05, 0.65))
+    for i in range(2):
+        name = f"blocks.{i}.attn.relative_position_bias_table"
+        assert layer_id(name, 2) == i + 1 and by_name[name]["lr_scale"] == 0.65 ** (2 - i), name   # block i's lr
+        assert by_name[name]["weight_decay"] == 0.05                           # decayed, as BEiT v2's default
+
+
+def test_fine_tuning_a_student_at_a_larger_img_size_resizes_its_rpe(tmp_path, capsys):
+    """BEiT v2's 224 -> 384 at /16 (14x14 -> 24x24 patches, table 27x27 -> 47x47 offsets) with a tiny student at 112 ->
+    192 px (/8: the same grids)."""
+    enc = _encoder(tmp_path / "s112.pt", img_size=112, rel_pos_bias=True, qv_bias=True, layer_scale=0.1, mask_token=True)
+    argv = ["--model", "maskdistill_vit_base_patch16", "--init", str(tmp_path / "s112.pt"), "--img_size", "192",
+            "--output_dir", str(tmp_path)]
+    torch.manual_seed(0)
+    model = build_model(get_args(argv), 10).eval()
+    out = capsys.readouterr().out
+    assert "relative position bias 27x27 -> 47x47 offsets (grid 24x24" in out and "copied into each of the 2" in out
+    src = enc["rel_pos_bias.relative_position_bias_table"]                      # (732, 2)
+    want = vit.resize_rel_pos_bias(src, (24, 24))                               # (2212, 2), tests/test_vit.py pins it
+    for blk in model.blocks:
+        assert torch.equal(blk.attn.relative_position_bias_table, want)
+    new, old = want[:-3].reshape(47, 47, 2), src[:-3].reshape(27, 27, 2)
+    assert torch.equal(new[22:25, 22:25], old[12:15, 12:15]) and torch.equal(want[-3:], src[-3:])   # 0, +-1; cls rows
+    torch.manual_seed(0)
+    shared = build_model(get_args([*argv, "--shared_rel_pos_bias"]), 10).eval()
+    x = torch.randn(2, 3, 192, 192)
+    with torch.no_grad():
+        logits = model(x)
+        assert logits.shape == (2, 10) and torch.isfinite(logits).all() and logits.abs().max() < 1.0   # head x 0.001
+        assert torch.equal(logits, shared(x))                                   # both paths resize the same way
+
+
+def test_cli_fine_tunes_a_student_at_another_img_size(tmp_path):
+    """The issue's repro: a 32 px student (4x4 grid, table 52 x 2) fine-tuned at 48 px (6x6, 124 x 2) exited with a
+    shape mismatch; now its table is resized and the first losses are ~ln 10 (a near-zero head on 10 classes)."""
+    _encoder(tmp_path / "s32.pt", rel_pos_bias=True, qv_bias=True, layer_scale=0.1, mask_token=True)
+    _, rows = _run(tmp_path / "ft", "--model", "vit_test", "--init", str(tmp_path / "s32.pt"), "--img_size", "48",
+                   "--num_train", "32", "--num_val", "16", "--max_steps", "1", "--log_every", "1")
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert losses and all(abs(v - math.log(10)) < 0.5 for v in losses), losses   # ~ln 10 from a near-zero head
 
 
 def test_openai_torchscript_file_loads_like_a_state_dict(tmp_path, tiny_clip):

@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+import vit
 from vit import (PRESETS, RelativePositionBias, ViTConfig, clip_to_vit_state_dict, count_params_and_flops,
                  create_model, drop_path, load_clip_state_dict, load_pretrained, resize_pos_embed,
                  sincos_pos_embed_2d)
@@ -13,11 +14,13 @@ from vit import (PRESETS, RelativePositionBias, ViTConfig, clip_to_vit_state_dic
 
 def test_sdpa_equals_written_out_attention_with_and_without_rel_pos_bias():
     torch.manual_seed(0)
-    for kw in [{}, dict(rel_pos_bias=True, qv_bias=True, layer_scale=0.1)]:
+    for kw in [{}, dict(rel_pos_bias=True, qv_bias=True, layer_scale=0.1),
+               dict(rel_pos_bias=True, shared_rel_pos_bias=False, qv_bias=True, layer_scale=0.1)]:
         fused = create_model("vit_test", **kw).eval()
-        with torch.no_grad():                       # a non-zero RPE table so the bias path is exercised
-            if fused.rel_pos_bias is not None:
-                fused.rel_pos_bias.relative_position_bias_table.normal_()
+        with torch.no_grad():                       # non-zero RPE tables (shared or per block): the bias path is exercised
+            for name, p in fused.named_parameters():
+                if name.endswith("relative_position_bias_table"):
+                    p.normal_()
         manual = create_model("vit_test", fused_attn=False, **kw).eval()
         manual.load_state_dict(fused.state_dict())
         x = torch.randn(3, 3, 32, 32)
@@ -257,3 +260,119 @@ def test_cli_help_and_report(tmp_path):
     assert "86.19 M" in out and "17.56" in out
     for script in ["vit.py", "masking.py"]:
         assert subprocess.run([sys.executable, script, "--help"], capture_output=True).returncode == 0
+
+
+# ----------------------------------------------------------------------------- relative position bias: per block, resized
+
+def _beit_fixture_table(S, heads=2):
+    """(S*S + 3, heads) float32: head 0 a smooth surface, head 1 a rough one (rows dr, columns dc); cls rows 7, 8, 9."""
+    i, j = torch.meshgrid(torch.arange(S, dtype=torch.float64), torch.arange(S, dtype=torch.float64), indexing="ij")
+    h = [torch.sin(0.37 * i) * torch.cos(0.23 * j) + 0.05 * (i - j), ((7 * i + 13 * j) % 11) / 10 - 0.5][:heads]
+    cls = torch.tensor([[7.0], [8.0], [9.0]], dtype=torch.float64).expand(3, heads)
+    return torch.cat([torch.stack([t.flatten() for t in h], 1), cls]).float()
+
+
+def test_cubic_spline_reproduces_cubics_and_interpolates_the_knots():
+    x = torch.tensor([-4.75, -2.5, -1.0, 0.0, 1.0, 2.5, 4.75, 6.0], dtype=torch.float64)   # non-uniform, as BEiT's
+    xq = torch.linspace(-4.75, 6.0, 37, dtype=torch.float64)
+    p = lambda t: 0.3 * t ** 3 - 1.2 * t ** 2 + 0.5 * t - 2.0                              # noqa: E731
+    W = vit.cubic_spline_matrix(x, xq)                                                      # (37, 8)
+    torch.testing.assert_close(W @ p(x), p(xq), atol=1e-10, rtol=0)       # not-a-knot reproduces any cubic
+    torch.testing.assert_close(vit.cubic_spline_matrix(x, x), torch.eye(8, dtype=torch.float64), atol=1e-12, rtol=0)
+    y = torch.randn(8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(vit.cubic_spline_matrix(x, [-9.0, 99.0]) @ y, y[[0, -1]], atol=1e-12, rtol=0)  # clamped
+    with pytest.raises(ValueError, match="at least 4"):
+        vit.cubic_spline_matrix(x[:3], xq)
+
+
+@pytest.mark.parametrize("G,G2,picks,expected", [
+    # BEiT's case: 224 -> 384 at /16, 14x14 -> 24x24 grid, table 27x27 -> 47x47 (q = 1.0903074455...)
+    (14, 24, [(3, 44), (23, 23), (30, 11), (23, 40), (12, 5), (46, 0), (29, 17)],
+     [[-0.868038083978749, 0.983826220035553, 1.00481783591057, -1.21808585324948, 1.03416689485925, 1.10601568222046,
+       0.402850596024844],
+      [-0.0798733493251169, 0.200000002980232, -0.174854009177998, 0.13577974559326, 0.0576657346295597,
+       0.100000001490116, 0.508083539739896]]),
+    # vit_test's 32 -> 48 px, 4x4 -> 6x6: q hits BEiT's cap 1.5, the outer offsets +-5 lie beyond +-4.75 (clamped)
+    (4, 6, [(0, 0), (5, 5), (1, 9), (10, 3), (4, 7)],
+     [[0.0, 0.690804064273834, -0.236779519530619, 1.00048246195097, 0.177987392696943]])])
+def test_rel_pos_bias_resize_equals_scipy_interp2d_as_beit_v2_calls_it(G, G2, picks, expected):
+    """Pinned numbers: BEiT v2's run_class_finetuning.py interpolation restated with SciPy 1.13.1's
+    interp2d(x, y, z, kind='cubic') on the same float32 table (cross-checked with SciPy 1.17.1's
+    RectBivariateSpline(kx=3, ky=3, s=0) and make_interp_spline on each axis: equal to 1.4e-15). SciPy is not a
+    dependency; the numbers were computed once in a throwaway environment."""
+    table = _beit_fixture_table(2 * G - 1, heads=len(expected))
+    out = vit.resize_rel_pos_bias(table.double(), (G2, G2))
+    S2 = 2 * G2 - 1
+    assert out.shape == (S2 * S2 + 3, len(expected))
+    for h, values in enumerate(expected):
+        grid = out[:-3, h].reshape(S2, S2)
+        assert [grid[r, c].item() for r, c in picks] == pytest.approx(values, abs=1e-12), h
+    assert torch.equal(out[-3:], table[-3:].double())                            # cls rows appended back unchanged
+    f32 = vit.resize_rel_pos_bias(table, (G2, G2))                               # float32 in, float32 out, as BEiT
+    assert f32.dtype == torch.float32 and torch.equal(f32, out.float())
+    src, new = table[:-3].reshape(2 * G - 1, 2 * G - 1, -1), f32[:-3].reshape(S2, S2, -1)
+    c, c2 = G - 1, G2 - 1                                                        # offsets 0, +-1 are knots: kept
+    assert torch.equal(new[c2 - 1:c2 + 2, c2 - 1:c2 + 2], src[c - 1:c + 2, c - 1:c + 2])
+    assert vit.resize_rel_pos_bias(table, (G, G)) is table                       # same grid: untouched
+
+
+def _with_random_rpe(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("relative_position_bias_table"):
+                p.copy_(torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_per_block_rpe_lives_in_each_block_and_a_shared_table_is_copied_into_all(capsys):
+    torch.manual_seed(0)
+    shared = _with_random_rpe(create_model("vit_test", rel_pos_bias=True, qv_bias=True, layer_scale=0.1, depth=3)).eval()
+    per_block = create_model("vit_test", rel_pos_bias=True, shared_rel_pos_bias=False, qv_bias=True, layer_scale=0.1,
+                             depth=3).eval()
+    keys = set(per_block.state_dict())
+    assert per_block.rel_pos_bias is None and "rel_pos_bias.relative_position_bias_table" not in keys
+    assert {f"blocks.{i}.attn.relative_position_bias_table" for i in range(3)} <= keys   # BEiT v2 / timm Beit names
+    assert not any("relative_position_index" in k for k in keys)                 # derived, not saved
+    load_pretrained(per_block, shared.state_dict())
+    assert "copied into each of the 3 blocks" in capsys.readouterr().out
+    for blk in per_block.blocks:
+        assert torch.equal(blk.attn.relative_position_bias_table, shared.rel_pos_bias.relative_position_bias_table)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(per_block(x), shared(x))                              # the same model before any training
+    with pytest.raises(ValueError, match="--no-shared_rel_pos_bias"):           # per-block -> shared cannot be merged
+        load_pretrained(create_model("vit_test", rel_pos_bias=True, depth=3), per_block.state_dict())
+
+
+def test_load_pretrained_resizes_rel_pos_tables_to_a_new_grid():
+    lines = []
+    src = _with_random_rpe(create_model("vit_test", rel_pos_bias=True, num_classes=0))     # 32 px: 4x4, table 52 x 2
+    for shared in (True, False):
+        dst = create_model("vit_test", img_size=48, rel_pos_bias=True, shared_rel_pos_bias=shared)   # 6x6: 124 x 2
+        load_pretrained(dst, src.state_dict(), log=lines.append)
+        want = vit.resize_rel_pos_bias(src.rel_pos_bias.relative_position_bias_table.data, (6, 6))
+        tables = [dst.rel_pos_bias] if shared else [b.attn for b in dst.blocks]
+        for t in tables:
+            assert t.relative_position_bias_table.shape == (124, 2)
+            assert torch.equal(t.relative_position_bias_table.data, want)
+    assert lines[0] == lines[1] == ("[vit] relative position bias 7x7 -> 11x11 offsets (grid 6x6; BEiT v2's bicubic "
+                                    "interpolation on geometric coordinates)")
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_rpe_vit_equals_timm_beit_with_the_same_weights(shared):
+    """timm's Beit (a port of BEiT's modeling_finetune.py): per-block tables (use_rel_pos_bias, BEiT v2 fine-tuning) or
+    one shared table; the same names and shapes (timm's beitv2_base_patch16_224 too), and the same logits."""
+    Beit = pytest.importorskip("timm.models.beit").Beit
+    torch.manual_seed(0)
+    ref = Beit(img_size=32, patch_size=8, num_classes=10, embed_dim=64, depth=2, num_heads=2, init_values=0.1,
+               use_abs_pos_emb=False, use_rel_pos_bias=not shared, use_shared_rel_pos_bias=shared, head_init_scale=1.0).eval()
+    _with_random_rpe(ref)
+    ours = create_model("vit_test", rel_pos_bias=True, shared_rel_pos_bias=shared, qv_bias=True, layer_scale=0.1,
+                        pos_embed="none", global_pool="avg").eval()
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.forward_features(x), ref.forward_features(x), atol=1e-5, rtol=1e-5)   # all tokens
+        torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
