@@ -292,8 +292,8 @@ def test_maskdistill_fine_tuning_copies_the_shared_rpe_into_each_block_at_its_la
     """BEiT v2 run_class_finetuning.py (MaskDistill App. B: "shared relative positional embeddings ✗" downstream): the
     student's one table becomes one per block, blocks.{i}.attn.relative_position_bias_table, in block i's lr group."""
     enc = _encoder(tmp_path / "student.pt", rel_pos_bias=True, qv_bias=True, layer_scale=0.1, mask_token=True)
-    argv = ["--model", "maskdistill_vit_base_patch16", "--init", str(tmp_path / "student.pt"), "--img_size", "32",
-            "--output_dir", str(tmp_path)]
+    argv = ["--model", "maskdistill_vit_base_patch16", "--arch", "vit_test", "--init", str(tmp_path / "student.pt"),
+            "--img_size", "32", "--output_dir", str(tmp_path)]
     torch.manual_seed(0)
     per_block = build_model(get_args(argv), 10).eval()                        # the preset: one table per block
     assert "copied into each of the 2 blocks" in capsys.readouterr().out
@@ -316,8 +316,8 @@ def test_fine_tuning_a_student_at_a_larger_img_size_resizes_its_rpe(tmp_path, ca
     """BEiT v2's 224 -> 384 at /16 (14x14 -> 24x24 patches, table 27x27 -> 47x47 offsets) with a tiny student at 112 ->
     192 px (/8: the same grids)."""
     enc = _encoder(tmp_path / "s112.pt", img_size=112, rel_pos_bias=True, qv_bias=True, layer_scale=0.1, mask_token=True)
-    argv = ["--model", "maskdistill_vit_base_patch16", "--init", str(tmp_path / "s112.pt"), "--img_size", "192",
-            "--output_dir", str(tmp_path)]
+    argv = ["--model", "maskdistill_vit_base_patch16", "--arch", "vit_test", "--init", str(tmp_path / "s112.pt"),
+            "--img_size", "192", "--output_dir", str(tmp_path)]
     torch.manual_seed(0)
     model = build_model(get_args(argv), 10).eval()
     out = capsys.readouterr().out
