@@ -395,6 +395,8 @@ def resolve_args(args, parser):
 TIMM_NAMES = {"clip_b16": "vit_base_patch16_clip_quickgelu_224", "clip_l14": "vit_large_patch14_clip_quickgelu_224",
               "vit_base_patch16": "vit_base_patch16_224", "vit_large_patch16": "vit_large_patch16_224",
               "vit_huge_patch14": "vit_huge_patch14_224"}
+# with a relative position bias (MaskDistill / BEiT students): timm's Beit, BEiT v2's fine-tuned layout
+BEIT_NAMES = {"vit_base_patch16": "beitv2_base_patch16_224", "vit_large_patch16": "beitv2_large_patch16_224"}
 
 
 def timm_state_dict(model):
@@ -402,38 +404,62 @@ def timm_state_dict(model):
     the same logits. vit.py already uses timm's names; what differs: FT-CLIP's head (LN on each patch token, then mean)
     is timm's global_pool='avg' with fc_norm=False, where timm applies `norm` to every token before pooling, so our
     fc_norm becomes timm's `norm`; MAE's (mean, then LN) is global_pool='avg', fc_norm=True; BEiT's q/v biases fold
-    into one qkv bias (k's is 0); layer scale gamma_1/2 is timm's ls1/ls2.gamma."""
+    into one qkv bias (k's is 0); layer scale gamma_1/2 is timm's ls1/ls2.gamma.
+    With a relative position bias (a MaskDistill / BEiT student) it is timm's Beit (a port of BEiT's modeling_finetune.py,
+    kwargs with use_rel_pos_bias), whose names are ours as they are (q_bias / v_bias, gamma_1/2, one table per block
+    blocks.{i}.attn.relative_position_bias_table, or one shared rel_pos_bias.*: use_shared_rel_pos_bias); only the
+    heads' norm is renamed as above, and a qkv bias becomes Beit's q/v biases (a k bias cancels in the softmax)."""
     cfg, own = model.cfg, model.state_dict()
-    if cfg.rel_pos_bias:        # MaskDistill / BEiT students: that is timm's Beit, a different model (not done here)
-        raise SystemExit("--export: this model has a relative position bias (a MaskDistill student); timm's "
-                         "VisionTransformer has none and export to timm's Beit is not implemented")
+    beit = cfg.rel_pos_bias
     if isinstance(model.head, nn.Sequential) or cfg.proj_dim or cfg.patch_bias == cfg.norm_pre:
         raise SystemExit("--export: only fine-tuned classifiers export (not a linear probe's BN + Linear head, not a "
                          "CLIP projection; timm has a bias-free patch conv exactly when it has pre_norm)")
+    if beit and (cfg.norm_pre or cfg.act != "gelu"):
+        raise SystemExit("--export: a relative position bias makes this timm's Beit, which has neither CLIP's ln_pre nor "
+                         "QuickGELU: timm has no model of this layout (fine-tune CLIP without --rel_pos_bias to export it)")
     sd = {}
     for k, v in own.items():
-        if k.endswith("attn.v_bias") or k == "mask_token":    # v_bias: folded below; [MASK]: pre-training only
+        if k == "mask_token" or (k.endswith("attn.v_bias") and not beit):   # [MASK]: pre-training only; v_bias: below
             continue
-        if k.endswith("attn.q_bias"):                   # (3D,) = [q | 0 | v], as vit.Attention builds it
+        if k.endswith("attn.q_bias") and not beit:      # (3D,) = [q | 0 | v], as vit.Attention builds it
             k, v = k.replace("q_bias", "qkv.bias"), torch.cat([v, torch.zeros_like(v), own[k.replace("q_bias", "v_bias")]])
-        elif ".gamma_" in k:
+        elif k.endswith("attn.qkv.bias") and beit:      # Beit's k bias is fixed at 0: drop ours (a constant per query)
+            q, _, v = v.chunk(3)
+            sd[k.replace("qkv.bias", "q_bias")], k = q.detach().clone(), k.replace("qkv.bias", "v_bias")
+        elif ".gamma_" in k and not beit:
             k = k.replace("gamma_1", "ls1.gamma").replace("gamma_2", "ls2.gamma")
         elif k.startswith("fc_norm.") and cfg.global_pool == "ln_avg":
             k = "norm." + k.removeprefix("fc_norm.")
         sd[k] = v.detach().clone()
     D = cfg.embed_dim
     kwargs = dict(img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=D, depth=cfg.depth, num_heads=cfg.num_heads,
-                  mlp_ratio=(cfg.mlp_dim or 4 * D) / D, qkv_bias=cfg.qkv_bias or cfg.qv_bias, pre_norm=cfg.norm_pre,
-                  init_values=cfg.layer_scale or None, pos_embed="none" if cfg.pos_embed == "none" else "learn",
-                  num_classes=cfg.num_classes, global_pool="token" if cfg.global_pool == "token" else "avg",
-                  fc_norm=cfg.global_pool == "avg", act_layer="quick_gelu" if cfg.act == "quick_gelu" else "gelu",
+                  mlp_ratio=(cfg.mlp_dim or 4 * D) / D, qkv_bias=cfg.qkv_bias or cfg.qv_bias,
+                  init_values=cfg.layer_scale or None, num_classes=cfg.num_classes,
+                  global_pool="token" if cfg.global_pool == "token" else "avg",
                   norm_eps=cfg.norm_eps)           # timm wants norm_layer=partial(nn.LayerNorm, eps=norm_eps)
+    if beit:
+        kwargs.update(use_abs_pos_emb=cfg.pos_embed != "none", use_rel_pos_bias=not cfg.shared_rel_pos_bias,
+                      use_shared_rel_pos_bias=cfg.shared_rel_pos_bias, use_fc_norm=cfg.global_pool == "avg")
+    else:
+        kwargs.update(pre_norm=cfg.norm_pre, pos_embed="none" if cfg.pos_embed == "none" else "learn",
+                      fc_norm=cfg.global_pool == "avg", act_layer="quick_gelu" if cfg.act == "quick_gelu" else "gelu")
     return sd, kwargs
+
+
+def timm_create_args(arch, kw):
+    """(name, kwargs) for timm.create_model(name, pretrained=False, **kwargs) that rebuilds an export of `arch` (kw: from
+    timm_state_dict); name None when timm has no model of that layout. beitv2_* default to layer scale 1e-5, no
+    absolute positions, per-block tables: all said explicitly."""
+    beit = "use_rel_pos_bias" in kw
+    keys = ("use_fc_norm", "use_abs_pos_emb", "use_rel_pos_bias", "use_shared_rel_pos_bias") if beit else ("fc_norm",)
+    keys = ("img_size", "num_classes", "global_pool", *keys, "init_values")
+    return (BEIT_NAMES if beit else TIMM_NAMES).get(arch), {k: kw[k] for k in keys if kw[k] is not None or beit}
 
 
 def export_main(argv):
     """python finetune.py --export CKPT --out model.pth [--ema | --raw]: a finetune.py checkpoint's EMA (default when
-    its run selected by EMA, as checkpoint-best.pt) or raw weights as a plain state dict that timm loads."""
+    its run selected by EMA, as checkpoint-best.pt) or raw weights as a plain state dict that timm loads (its
+    VisionTransformer; its Beit for a model with a relative position bias)."""
     p = argparse.ArgumentParser(prog="finetune.py --export", description=export_main.__doc__)
     p.add_argument("--export", required=True, metavar="CKPT", help="a finetune.py checkpoint (e.g. checkpoint-best.pt)")
     p.add_argument("--out", required=True, help="where to write the timm state dict")
@@ -452,11 +478,12 @@ def export_main(argv):
     except RuntimeError as e:
         raise SystemExit(f"--export {a.export}: its weights do not fit its recorded vit_config: {str(e)[:300]!r}") from None
     sd, kw = timm_state_dict(model)
-    # check before writing: timm's own VisionTransformer, strict load, the same logits on a random image
+    # check before writing: timm's own model (VisionTransformer or Beit), strict load, the same logits on a random image
     from functools import partial
+    from timm.models.beit import Beit
     from timm.models.vision_transformer import VisionTransformer
-    ref = VisionTransformer(**{k: v for k, v in kw.items() if k != "norm_eps"},
-                            norm_layer=partial(nn.LayerNorm, eps=kw["norm_eps"])).eval()
+    cls = Beit if "use_rel_pos_bias" in kw else VisionTransformer
+    ref = cls(**{k: v for k, v in kw.items() if k != "norm_eps"}, norm_layer=partial(nn.LayerNorm, eps=kw["norm_eps"])).eval()
     ref.load_state_dict(sd, strict=True)
     x = torch.randn(2, model.cfg.in_chans, model.cfg.img_size, model.cfg.img_size)
     with torch.no_grad():
@@ -464,10 +491,9 @@ def export_main(argv):
     if not err <= 1e-4:
         raise SystemExit(f"--export {a.export}: timm's logits differ from ours by {err:.2e}; nothing written")
     engine.atomic_save(sd, a.out)
-    name = TIMM_NAMES.get(args.get("arch"))
-    over = {k: kw[k] for k in ("img_size", "num_classes", "global_pool", "fc_norm", "init_values") if kw[k] is not None}
+    name, over = timm_create_args(args.get("arch"), kw)
     call = (f"timm.create_model({name!r}, pretrained=False, {', '.join(f'{k}={v!r}' for k, v in over.items())})" if name
-            else f"timm.models.vision_transformer.VisionTransformer(**{ {k: v for k, v in kw.items() if k != 'norm_eps'} }, "
+            else f"{cls.__module__}.{cls.__name__}(**{ {k: v for k, v in kw.items() if k != 'norm_eps'} }, "
                  f"norm_layer=functools.partial(torch.nn.LayerNorm, eps={kw['norm_eps']}))")
     print(f"[export] {'EMA' if ema else 'raw'} weights of {a.export} (epoch {ckpt.get('epoch')}) -> {a.out} (timm's "
           f"logits = ours to {err:.1e}); load with {call}.load_state_dict(torch.load({a.out!r}))", flush=True)

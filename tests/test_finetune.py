@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import warnings
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -291,8 +292,8 @@ def test_maskdistill_fine_tuning_copies_the_shared_rpe_into_each_block_at_its_la
     """BEiT v2 run_class_finetuning.py (MaskDistill App. B: "shared relative positional embeddings ✗" downstream): the
     student's one table becomes one per block, blocks.{i}.attn.relative_position_bias_table, in block i's lr group."""
     enc = _encoder(tmp_path / "student.pt", rel_pos_bias=True, qv_bias=True, layer_scale=0.1, mask_token=True)
-    argv = ["--model", "maskdistill_vit_base_patch16", "--init", str(tmp_path / "student.pt"), "--img_size", "32", "--arch", "vit_test",
-            "--output_dir", str(tmp_path)]
+    argv = ["--model", "maskdistill_vit_base_patch16", "--arch", "vit_test", "--init", str(tmp_path / "student.pt"),
+            "--img_size", "32", "--output_dir", str(tmp_path)]
     torch.manual_seed(0)
     per_block = build_model(get_args(argv), 10).eval()                        # the preset: one table per block
     assert "copied into each of the 2 blocks" in capsys.readouterr().out
@@ -315,8 +316,8 @@ def test_fine_tuning_a_student_at_a_larger_img_size_resizes_its_rpe(tmp_path, ca
     """BEiT v2's 224 -> 384 at /16 (14x14 -> 24x24 patches, table 27x27 -> 47x47 offsets) with a tiny student at 112 ->
     192 px (/8: the same grids)."""
     enc = _encoder(tmp_path / "s112.pt", img_size=112, rel_pos_bias=True, qv_bias=True, layer_scale=0.1, mask_token=True)
-    argv = ["--model", "maskdistill_vit_base_patch16", "--init", str(tmp_path / "s112.pt"), "--img_size", "192", "--arch", "vit_test",
-            "--output_dir", str(tmp_path)]
+    argv = ["--model", "maskdistill_vit_base_patch16", "--arch", "vit_test", "--init", str(tmp_path / "s112.pt"),
+            "--img_size", "192", "--output_dir", str(tmp_path)]
     torch.manual_seed(0)
     model = build_model(get_args(argv), 10).eval()
     out = capsys.readouterr().out
@@ -622,3 +623,53 @@ def test_init_from_an_encoder_of_another_architecture_is_one_clear_line(tmp_path
     msg = str(e.value)
     assert "\n" not in msg and "vit_mini" in msg and "--arch vit_test" in msg
     assert "patch 8, width 64, depth 2, 2 heads" in msg and "patch 4, width 192, depth 6, 3 heads" in msg
+
+
+@pytest.mark.parametrize("kind", ["per_block", "shared", "qkv_bias_ln_avg"])
+def test_export_of_a_maskdistill_student_loads_into_timm_beit_strict_with_the_same_logits(tmp_path, capsys, kind):
+    """The maskdistill_vit_* recipe (q/v bias, layer scale, absolute positions + one RPE table per block, mean pool +
+    fc_norm) is timm's Beit (BEiT's modeling_finetune.py); --shared_rel_pos_bias is Beit's use_shared_rel_pos_bias; a
+    qkv bias becomes Beit's q/v biases (the k bias cancels in the softmax) and FT-CLIP's head is use_fc_norm=False."""
+    from timm.models.beit import Beit
+    _encoder(tmp_path / "student.pt", rel_pos_bias=True, qv_bias=kind != "qkv_bias_ln_avg", layer_scale=0.1, mask_token=True)
+    extra = {"per_block": [], "shared": ["--shared_rel_pos_bias"], "qkv_bias_ln_avg": ["--global_pool", "ln_avg"]}[kind]
+    args = get_args(["--model", "maskdistill_vit_base_patch16", "--arch", "vit_test", "--init", str(tmp_path / "student.pt"),
+                     "--img_size", "32", "--output_dir", str(tmp_path), *extra])
+    model = build_model(args, 10)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)                                 # distinct tables, q/v biases, gammas, head
+    model.eval()
+    torch.save({"model": model.state_dict(), "args": {"arch": "vit_test", "vit_config": asdict(model.cfg)}, "epoch": 9},
+               tmp_path / "ckpt.pt")
+    finetune.main(["--export", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "beit.pth")])
+    assert "load with timm.models.beit.Beit(**{" in capsys.readouterr().out
+    shared = kind == "shared"
+    ref = Beit(img_size=32, patch_size=8, num_classes=10, embed_dim=64, depth=2, num_heads=2, init_values=0.1,
+               use_abs_pos_emb=True, use_rel_pos_bias=not shared, use_shared_rel_pos_bias=shared,
+               use_fc_norm=kind != "qkv_bias_ln_avg").eval()                   # timm's LayerNorm: eps 1e-6, as ours
+    ref.load_state_dict(torch.load(tmp_path / "beit.pth", weights_only=True), strict=True)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (ref(x) - model(x)).abs().max() <= 1e-4
+    per_block = ref.blocks[1].attn.relative_position_bias_table
+    assert (per_block is None) == shared and (ref.rel_pos_bias is not None) == shared
+
+
+@pytest.mark.parametrize("arch", list(finetune.BEIT_NAMES))
+def test_beit_names_rebuild_the_exported_maskdistill_layout(arch):
+    """The printed timm.create_model call for a MaskDistill B/L student (beitv2_*: layer scale 1e-5, no absolute
+    positions by default) rebuilds exactly the exported keys and shapes."""
+    import timm
+    with torch.device("meta"):
+        ours = ViT(ViTConfig(**{**VIT_PRESETS[arch], "num_classes": 1000, "qv_bias": True, "rel_pos_bias": True,
+                                "shared_rel_pos_bias": False, "layer_scale": 0.1, "global_pool": "avg"}))
+        sd, kw = finetune.timm_state_dict(ours)
+        name, over = finetune.timm_create_args(arch, kw)
+        ref = timm.create_model(name, pretrained=False, **over)
+    assert name.startswith("beitv2_") and over["use_abs_pos_emb"] and over["init_values"] == 0.1
+    assert {k: tuple(v.shape) for k, v in ref.state_dict().items()} == {k: tuple(v.shape) for k, v in sd.items()}
+    assert ref.blocks[0].gamma_1.shape == (kw["embed_dim"],) and isinstance(ref.norm, nn.Identity)    # mean, then fc_norm
+    clip_rpe = create_model("clip_test", rel_pos_bias=True, proj_dim=0, num_classes=10, global_pool="ln_avg")
+    with pytest.raises(SystemExit, match="neither CLIP's ln_pre nor QuickGELU"):   # no timm model has RPE + ln_pre
+        finetune.timm_state_dict(clip_rpe)
