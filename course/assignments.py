@@ -67,7 +67,7 @@ ASSIGNMENTS = [
         title="Masking: MAE's random shuffle and BEiT's blocks",
         time="about 2.5 h: reading 45 min, coding 1.5 h, lab 1 min",
         reading=[("MAE", "§3 'Masking' and 'Simple implementation'; §4.1 Fig. 5, Fig. 6 and Table 1(f)"),
-                 ("BEiT", "§2.5 (Algorithm 1, blockwise masking)"),
+                 ("BEiT", "Algorithm 1 (blockwise masking) and the text around it"),
                  ("MaskDistill", "§3 (40% block-wise) and §4.5 (Figure 2, block vs random)")],
         tasks=[
             dict(name="random", title="MAE random masking by shuffling",
@@ -81,11 +81,11 @@ ASSIGNMENTS = [
                         ("tests/test_course_masking.py::test_kept_tokens_are_the_smallest_noise_in_noise_order", 2),
                         ("tests/test_course_masking.py::test_random_masks_are_uniform_over_positions", 1)]),
             dict(name="block", title="BEiT block-wise masking",
-                 blanks=[("masking.BlockMaskGenerator._place_block", "BEiT §2.5 Algorithm 1",
+                 blanks=[("masking.BlockMaskGenerator._place_block", "BEiT Algorithm 1",
                           "up to 10 tries: area s ~ U(min, max_new), aspect r = exp(U(log range)), h = round(sqrt(s r)), "
                           "w = round(sqrt(s / r)); if h < Gh and w < Gw a uniform window; accept iff 0 < newly "
                           "masked <= max_new; return that count (0 = failed)"),
-                         ("masking.BlockMaskGenerator.__call__", "BEiT §2.5 Algorithm 1",
+                         ("masking.BlockMaskGenerator.__call__", "BEiT Algorithm 1",
                           "place blocks (max_new = min(N - count, max_num_patches)) until N are masked or one "
                           "fails; exact=True: mask the shortfall among the unmasked cells (torch.randperm)")],
                  tests=[("tests/test_masking.py::test_block_masks_never_exceed_n_and_mean_near_beit", 3),
@@ -144,8 +144,8 @@ ASSIGNMENTS = [
         lab=dict(command="python mae.py --model mae_vit_mini",
                  see="runs/mae_mae_vit_mini/recon_epoch009.png (rows: masked input | reconstruction | with the visible "
                      "patches pasted back | original): shapes recognisable; train loss in metrics.jsonl falls from "
-                     "about 1.0 to about 0.22 (reference run: 0.221 at the last step)",
-                 time="6-10 min (10 epochs of 10,000 images, 32 px)"),
+                     "about 2.6 at the first step to about 0.22 (reference run: 0.221 at the last step)",
+                 time="6-10 min: 10 epochs of 10,000 images of 32 px"),
     ),
     dict(
         name="maskdistill",
@@ -187,15 +187,14 @@ ASSIGNMENTS = [
                      "loss in runs/maskdistill_maskdistill_vit_mini/metrics.jsonl falls (reference run: 0.127 at the "
                      "last step); fine-tune it with the finetune lab's command and --init "
                      "runs/maskdistill_maskdistill_vit_mini/encoder.pt",
-                 time="10-15 min (the MAE teacher 6-10 min, then 3-5 min)"),
+                 time="10-15 min: the MAE teacher 6-10 min, then 3-5 min"),
     ),
     dict(
         name="finetune",
         title="Fine-tuning: layer-wise lr decay, the FT-CLIP head, the weight EMA",
         time="about 3 h: reading 45 min, coding 1.5 h, lab 15-20 min",
         reading=[("FT-CLIP", "§2.1 (EMA, LLRD, Tables 3-5, Table 10)"),
-                 ("MAE", "App. A.1 'End-to-end fine-tuning' (global pooling, Table 9)"),
-                 ("BEiT", "§2.6 / App. (layer-wise learning-rate decay)")],
+                 ("MAE", "App. A.1 'End-to-end fine-tuning' (global pooling, Table 9)")],
         tasks=[
             dict(name="llrd", title="Layer-wise learning-rate decay",
                  blanks=[("finetune.layer_id", "FT-CLIP §2.1 'LLRD'",
@@ -231,6 +230,6 @@ ASSIGNMENTS = [
                          "python finetune.py --model vit_mini",
                  see="val top-1 on the 10 shape classes (chance 10%) in runs/finetune_vit_mini/summary.json: the MAE "
                      "encoder fine-tuned reaches about 40% after 3 epochs, the same ViT from scratch stays far lower",
-                 time="15-20 min (MAE 6-10 min, then two fine-tunings of 3-5 min)"),
+                 time="15-20 min: MAE 6-10 min, then two fine-tunings of 3-5 min"),
     ),
 ]

@@ -9,6 +9,7 @@
   fingerprints  the non-trivial statements of a body, normalized by ast.unparse (the leak scan of `check`)
 """
 import ast
+import json
 import os
 import re
 
@@ -88,7 +89,7 @@ def blank(src, qualname, message, where="?"):
     """`src` with the body of `qualname` replaced by one `raise NotImplementedError(message)`."""
     lines = src.splitlines(keepends=True)
     first, last, indent = body_span(lines, _locate(src, qualname, where))
-    stub = f"{indent}raise NotImplementedError({message!r})\n"
+    stub = f"{indent}raise NotImplementedError({json.dumps(message, ensure_ascii=False)})\n"   # "..." like the issue
     return "".join(lines[:first - 1] + [stub] + lines[last:])
 
 
