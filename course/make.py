@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -225,15 +226,19 @@ def run_pytest(cwd, args, log, *, timeout=1800, trace=None, extra=None):
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
     t0 = time.time()
     with open(log, "w") as f:
-        try:
-            rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
-        except subprocess.TimeoutExpired:
-            rc = "timeout"
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)                # wait4: this run's own CPU time, for check's report
+        timer.cancel()
+        proc.returncode = rc = os.waitstatus_to_exitcode(status)
+    if rc < 0 and time.time() - t0 >= timeout:
+        rc = "timeout"
     try:
         results = json.loads(read(report))
     except (OSError, ValueError):
         results = {}
-    return results, rc, time.time() - t0
+    return results, rc, dict(wall=time.time() - t0, cpu=usage.ru_utime + usage.ru_stime)
 
 
 def match(results, entry):
@@ -269,6 +274,9 @@ def score(a, results, rc=0, extra=False):
 def _overlay(work, root):
     """The grader's own tests, pytest.ini and course/ over a copy of the handout: students hand in code, not tests."""
     shutil.rmtree(os.path.join(work, "tests"), ignore_errors=True)
+    for dirpath, _, filenames in os.walk(work):                  # a handed-in conftest.py could rewrite outcomes
+        if "conftest.py" in filenames:
+            os.remove(os.path.join(dirpath, "conftest.py"))
     for p in project_files(root):
         if (p.startswith(("tests/", "course/")) or p == "pytest.ini") and p not in INSTRUCTOR_ONLY:
             os.makedirs(os.path.dirname(os.path.join(work, p)), exist_ok=True)
@@ -291,7 +299,7 @@ def grade(handout, json_path=None, extra_tests=None, root=ROOT, timeout=1800, qu
                 shutil.copytree(extra_tests, os.path.join(work, EXTRA_DIR), dirs_exist_ok=True)
         files = sorted({t.split("::")[0] for _, t, _ in entries_of(a) if os.path.isfile(os.path.join(work, t.split("::")[0]))})
         args = files + ([EXTRA_DIR] if extra_tests else []) + ["-m", name]
-        results, rc, secs = run_pytest(work, args, os.path.join(tmp, "pytest.log"), timeout=timeout,
+        results, rc, cost = run_pytest(work, args, os.path.join(tmp, "pytest.log"), timeout=timeout,
                                        extra=EXTRA_DIR + "/" if extra_tests else None)
         log = read(os.path.join(tmp, "pytest.log"))
     rows = score(a, results, rc, extra=bool(extra_tests))
@@ -312,7 +320,7 @@ def grade(handout, json_path=None, extra_tests=None, root=ROOT, timeout=1800, qu
     if json_path:
         tests = [dict(name=f"{task}: {entry}", score=got, max_score=pts, output=out, visibility="visible")
                  for task, entry, got, pts, out in rows]
-        write(json_path, json.dumps(dict(score=total, max_score=best, execution_time=round(secs, 1),
+        write(json_path, json.dumps(dict(score=total, max_score=best, execution_time=round(cost['wall'], 1),
                                          output=f"{name}: {total} / {best} points", tests=tests), indent=1,
                                     ensure_ascii=False) + "\n")
     return dict(assignment=name, score=total, max_score=best, rows=rows)

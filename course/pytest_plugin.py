@@ -11,6 +11,7 @@
 """
 import json
 import os
+import threading
 
 import pytest
 
@@ -73,15 +74,34 @@ def todo_line(text):
     return None
 
 
-def _todo_of(excinfo):
+def _todo_of(excinfo, rep):
+    """A TODO line behind a failure: in the exception or what caused it (SystemExit wrappers), a subprocess's
+    captured output (CalledProcessError), the test's captured output, or an exception in one of its threads."""
     e, seen = excinfo.value, set()
-    while e is not None and id(e) not in seen:          # the exception, then what caused it (SystemExit wrappers...)
+    while e is not None and id(e) not in seen:
         seen.add(id(e))
-        line = todo_line(e)
+        for text in (e, getattr(e, "stderr", None), getattr(e, "stdout", None)):
+            line = todo_line(text) if text else None
+            if line:
+                return line
+        e = e.__cause__ or e.__context__
+    for _, text in rep.sections:
+        line = todo_line(text)
         if line:
             return line
-        e = e.__cause__ or e.__context__
-    return None
+    return _THREAD_TODO.get(rep.nodeid)
+
+
+_THREAD_TODO = {}                                       # node id -> TODO line raised in a thread the test started
+
+
+def _thread_hook(prev, nodeid):
+    def hook(args):
+        line = todo_line(args.exc_value)
+        if line:
+            _THREAD_TODO.setdefault(nodeid, line)
+        return prev(args)
+    return hook
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -89,7 +109,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if HANDOUT and rep.failed and call.excinfo is not None and not _graded_here(item):
-        line = _todo_of(call.excinfo)
+        line = _todo_of(call.excinfo, rep)
         if line:
             rep.outcome = "skipped"
             rep.longrepr = (str(item.path), (item.location[1] or 0) + 1,
@@ -100,7 +120,11 @@ def pytest_runtest_makereport(item, call):
 def pytest_runtest_protocol(item, nextitem):
     if os.environ.get("MIMLAB_COURSE_TRACE"):
         os.environ["MIMLAB_COURSE_TEST"] = item.nodeid   # inherited by subprocesses the test starts
+    prev = threading.excepthook
+    if HANDOUT:
+        threading.excepthook = _thread_hook(prev, item.nodeid)
     yield
+    threading.excepthook = prev
     os.environ.pop("MIMLAB_COURSE_TEST", None)
 
 
