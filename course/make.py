@@ -315,6 +315,8 @@ def grade(handout, json_path=None, extra_tests=None, root=ROOT, timeout=1800, qu
         for task, entry, got, pts, out in rows:
             if got < pts:
                 print(f"  FAILED [{task}] {entry}\n      " + out.replace("\n", "\n      ")[:1500])
+        if total < best:
+            print(f"\ntracebacks: python -m pytest -m {name}   (one task: -m {name}_<task>)")
         if rc not in (0, 1, 5):
             print(f"\npytest exited with {rc}; its output ends with:\n" + log[-3000:])
     if json_path:
