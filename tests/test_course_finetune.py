@@ -1,0 +1,48 @@
+"""Graded tests of the course assignment `finetune` that test_finetune.py / test_vit.py did not have: the pooled
+heads against timm's VisionTransformer, and the head initializations of MAE and FT-CLIP by their statistics."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from finetune import init_head
+from vit import create_model
+
+
+@pytest.mark.parametrize("pool", ["token", "avg"])
+def test_token_and_avg_pooling_equal_timm(pool):
+    vt = pytest.importorskip("timm.models.vision_transformer")
+    torch.manual_seed(0)
+    ref = vt.VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_classes=10,
+                               global_pool=pool).eval()                # avg: mean of patch tokens, then fc_norm (MAE)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    ours = create_model("vit_test", global_pool=pool).eval()
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-4)
+        feats = ours.forward_features(x)
+        torch.testing.assert_close(ours.forward_head(feats, pre_logits=True),
+                                   ref.forward_head(ref.forward_features(x), pre_logits=True), atol=1e-5, rtol=1e-4)
+
+
+def test_head_init_ftclip_and_mae():
+    torch.manual_seed(0)
+    D, K = 768, 1000
+    ft = nn.Linear(D, K)
+    init_head(ft, 0.02, 1e-3)                                     # FT-CLIP / BEiT: trunc-normal(0.02) x 0.001
+    assert ft.weight.std().item() == pytest.approx(0.02 * 1e-3, rel=0.03)
+    bound = 1e-3 / math.sqrt(D)                                   # nn.Linear's default bias U(-1/sqrt(D), 1/sqrt(D)), x 0.001
+    assert ft.bias.abs().max().item() <= bound and ft.bias.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.15)
+    mae = nn.Linear(D, K)
+    init_head(mae, 2e-5, 1.0)                                     # MAE main_finetune: trunc-normal(2e-5), zero bias
+    assert mae.weight.std().item() == pytest.approx(2e-5, rel=0.03) and not mae.bias.any()
+    x, y = torch.randn(256, D), torch.randint(0, K, (256,))
+    for head in (ft, mae):                                        # the classifier starts near zero: loss = ln K
+        with torch.no_grad():
+            assert F.cross_entropy(head(x), y).item() == pytest.approx(math.log(K), abs=0.01)
