@@ -2,13 +2,13 @@
 
 Everything runs through the concept files' own entry points (mae.main, maskdistill.main, finetune.main: the same code
 as the command lines) with the `_mini` presets on the built-in `shapes` data (32 px, 10 classes, chance 10%).
-A seed s is one whole replication: pre-training seed s, then fine-tuning seed s, which draws its own 20% label subset
-(2,000 of 10,000), head init and data order; the kNN evaluation of seed s uses the same labelled subset as its bank.
+A seed s is one whole replication: pre-training seed s, then fine-tuning seed s, which draws its own 10% label subset
+(1,000 of 10,000), head init and data order; the kNN evaluation of seed s uses the same labelled subset as its bank.
 Fine-tuning ("the recipe"): the vit_mini preset (AdamW, layer decay 0.75, mean pool + fc_norm, label smoothing 0.1,
 no RandAug / erasing / mixup) at batch 32, blr 8e-3, crops of 80-100% of the image, 6 epochs; val top-1 of the last one.
 
   1. MAE helps with few labels (MAE §4): MAE pre-training (mask 0.75, 5 epochs) then the recipe, vs the same ViT from
-     scratch with a longer schedule (16 epochs, no layer decay; MAE App. A.2 also trains its from-scratch baseline
+     scratch with a longer schedule (30 epochs, no layer decay; MAE App. A.2 also trains its from-scratch baseline
      longer and without layer decay). Also frozen features, kNN (MAE Table 1 reports FT and LIN) vs a random encoder.
   2. Mask ratio (MAE Fig. 5): 0.75 vs 0.25 at equal pre-training *epochs* (Fig. 5's protocol; 0.25 costs ~2x the
      time per epoch, so equal epochs gives the low ratio more compute, not less). Metric: kNN on frozen features,
@@ -16,7 +16,7 @@ no RandAug / erasing / mixup) at batch 32, blr 8e-3, crops of 80-100% of the ima
   3. Teacher matters (MaskDistill Table 6): CLIP is not available offline, so the teacher is seed 0's MAE encoder
      fine-tuned with *all 10,000 train labels* (a supervised teacher, as Table 6's DeiT; it has seen every label the
      students are later fine-tuned on). MaskDistill from it vs MAE's pixel target at the same ViT size, pre-training
-     images and steps (2 epochs x 5,000 images, batch 64; MaskDistill's student runs on all 64 tokens, MAE's encoder
+     images and steps (2 epochs x 4,000 images, batch 64; MaskDistill's student runs on all 64 tokens, MAE's encoder
      on 16, so MaskDistill spends more FLOPs). Ablation: MaskDistill from study 1's MAE encoder (a weak teacher).
   4. Fine-tuning recipe (FT-CLIP Tables 2-6) on the MAE encoders of study 1: a small lr beats lr x 4 (Table 2), EMA
      beats the raw weights (Table 3; the same runs, both evaluated), layer decay beats none (Tables 4-5), no mixup
@@ -67,8 +67,8 @@ from vit import ViT, ViTConfig, load_pretrained  # noqa: E402
 # of study 3, and study 5; teacher_epochs: on all labels; ft / scratch_epochs on `fraction` of the labels, batch, blr.
 MODES = {
     "full": dict(mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[], num_train=10000,
-                 num_val=1000, pre_epochs=5, md_epochs=2, md_train=5000, teacher_epochs=2, ft_epochs=6,
-                 scratch_epochs=16, ft_batch=32, ft_blr=8e-3, fraction=0.2, knn_k=20, seeds=[0, 1, 2]),
+                 num_val=1000, pre_epochs=5, md_epochs=2, md_train=4000, teacher_epochs=2, ft_epochs=6,
+                 scratch_epochs=30, ft_batch=32, ft_blr=8e-3, fraction=0.1, knn_k=20, seeds=[0, 1, 2]),
     "quick": dict(mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[], num_train=3000,
                   num_val=500, pre_epochs=2, md_epochs=1, md_train=1000, teacher_epochs=1, ft_epochs=2,
                   scratch_epochs=2, ft_batch=32, ft_blr=8e-3, fraction=0.2, knn_k=20, seeds=[0]),
@@ -186,7 +186,9 @@ def plan(m, runs_dir):
         for name in list(MD5)[1:]:
             add(f"{md5_tag(name)}_s{s}", "md", [*md, *teacher, *MD5[name]], s, ["teacher"])
     for s in S:
+        add(f"ft_scratch_s{s}", "ft", [*ft, "--epochs", str(m["scratch_epochs"]), "--layer_decay", "1.0"], s)
         add(f"mae_r0.25_s{s}", "mae", [*mae_a, "--mask_ratio", "0.25"], s)
+    for s in S:
         add(f"mae_b_s{s}", "mae", ["--model", m["mae"], *budget_b, "--mask_ratio", "0.75", "--batch_size", "64",
                                    "--warmup_epochs", str(maskdistill.PRESETS[m["md"]]["warmup_epochs"])], s)
         add(f"ft_mae_b_s{s}", "ft", [*recipe, *init(f"mae_b_s{s}")], s, [f"mae_b_s{s}"])
@@ -196,7 +198,6 @@ def plan(m, runs_dir):
         for tag, extra in [("ft_lr_x4", ["--blr", str(4 * m["ft_blr"])]), ("ft_ld1.0", ["--layer_decay", "1.0"]),
                            ("ft_mixup", ["--mixup", "0.8", "--cutmix", "1.0"])]:
             add(f"{tag}_s{s}", "ft", [*ft, *enc, *extra], s, [f"mae_r0.75_s{s}"])
-        add(f"ft_scratch_s{s}", "ft", [*ft, "--epochs", str(m["scratch_epochs"]), "--layer_decay", "1.0"], s)
         add(f"random_s{s}", "random", [], s)
     return jobs
 
@@ -206,8 +207,9 @@ def run_jobs(jobs, workers):
     OpenMP state), or in this process for workers <= 1. Returns {tag: result}."""
     results = {}
     if workers <= 1:
-        for j in jobs:
+        for i, j in enumerate(jobs):
             results[j["tag"]] = run_job(j)
+            print(f"[laptop] {j['tag']} done in {results[j['tag']]['seconds']:.0f} s; {len(jobs) - i - 1} jobs left", flush=True)
         return results
     pending, running = list(jobs), {}
     with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
@@ -364,7 +366,8 @@ def font(size):
 
 
 def plot_curves(path, series, title, chance=10.0):
-    """Val top-1 % per fine-tuning epoch: one thin line per seed, the mean thick, a dashed chance line; PIL only."""
+    """Val top-1 % per fine-tuning epoch: one thin line per seed, the mean thick, a dashed chance line; PIL only.
+    `series`: {name: (curves, colour)}."""
     W, H, L, B, T = 720, 440, 70, 60, 40                 # size, left / bottom / top margins
     img, f = Image.new("RGB", (W, H), "white"), font(14)
     d = ImageDraw.Draw(img)
@@ -384,8 +387,7 @@ def plot_curves(path, series, title, chance=10.0):
     for x0 in range(L, W - 20, 12):                     # dashed chance line
         d.line([(x0, xy(0, chance)[1]), (min(x0 + 6, W - 20), xy(0, chance)[1])], fill=(200, 0, 0), width=2)
     d.text((W - 140, xy(0, chance)[1] - 18), f"chance {chance:g}%", fill=(200, 0, 0), font=f)
-    for i, (name, curves) in enumerate(series.items()):
-        col = list(COLORS.values())[::-1][i % 3]
+    for i, (name, (curves, col)) in enumerate(series.items()):
         for c in curves:
             d.line([xy(e, v) for e, v in enumerate(c)], fill=tuple(255 - (255 - x) // 3 for x in col), width=1)
         mean = [statistics.mean(vs) for vs in zip(*curves)]
@@ -459,8 +461,8 @@ def main(argv=None):
         json.dump(report, f, indent=1)
     write_results(out, "results", dict(report, workers=args.workers), runs, m, mode, total)
     plot_curves(os.path.join(out, "curves.png"), {
-        "MAE pre-trained": [runs[f"ft_mae_s{s}"]["curve"] for s in m["seeds"]],
-        "from scratch": [runs[f"ft_scratch_s{s}"]["curve"] for s in m["seeds"]]},
+        "MAE pre-trained": ([runs[f"ft_mae_s{s}"]["curve"] for s in m["seeds"]], COLORS["treatment"]),
+        "from scratch": ([runs[f"ft_scratch_s{s}"]["curve"] for s in m["seeds"]], COLORS["baseline"])},
         f"Study 1: val top-1 per fine-tuning epoch, {round(m['fraction'] * m['num_train'])} labels")
     plot_bars(os.path.join(out, "bars.png"), report)
     print(open(os.path.join(out, "results.md")).read())
