@@ -371,8 +371,8 @@ def plot_curves(path, series, title, chance=10.0):
     W, H, L, B, T = 720, 440, 70, 60, 40                 # size, left / bottom / top margins
     img, f = Image.new("RGB", (W, H), "white"), font(14)
     d = ImageDraw.Draw(img)
-    epochs = max(len(c) for cs in series.values() for c in cs)
-    ymax = min(100, math.ceil(max(20.0, max(v for cs in series.values() for c in cs for v in c)) / 10) * 10)
+    epochs = max(len(c) for cs, _ in series.values() for c in cs)
+    ymax = min(100, math.ceil(max(20.0, max(v for cs, _ in series.values() for c in cs for v in c)) / 10) * 10)
     xy = lambda e, v: (L + (W - L - 20) * e / max(1, epochs - 1), H - B - (H - B - T) * v / ymax)   # noqa: E731
     d.text((L, 10), title, fill="black", font=f)
     for v in range(0, ymax + 1, 10):
