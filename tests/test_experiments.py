@@ -36,15 +36,15 @@ def test_laptop_toy_runs_every_study_and_writes_json_table_and_plots(tmp_path):
         for r in st["rows"]:
             assert set(r) == {"setting", "role", "values"} and r["role"] in ("baseline", "treatment", "ablation")
             assert all(0 <= v <= 100 for v in r["values"])
-            assert len(r["values"]) == (1 if "teacher itself" in r["setting"] else 3)
+            assert len(r["values"]) == (1 if "1 seed" in r["setting"] or "1 run" in r["setting"] else 3)
         base, treat = (next(r["values"] for r in st["rows"] if r["role"] == k) for k in ("baseline", "treatment"))
         assert st["effect"] == pytest.approx(sum(treat) / 3 - sum(base) / 3, abs=1e-3)
         assert st["std"] == pytest.approx(laptop.pooled_std(base, treat), abs=1e-3)
     assert "scratch" in report["studies"][0]["rows"][0]["setting"] and "scratch" in report["studies"][1]["rows"][0]["setting"]
-    # EMA and raw come from the same recipe runs; 22 fine-tunings (the teacher's too), 24 pre-trainings, 3 random encoders
+    # EMA and raw come from the same recipe runs; 23 fine-tunings (the teacher's too), 24 pre-trainings, 3 random encoders
     assert [r["values"] for r in report["studies"][6]["rows"]] == [
         [round(runs[f"ft_mae_s{s}"][k], 2) for s in range(3)] for k in ("ft", "ft_ema")]
-    assert sum("ft" in r for r in runs.values()) == 22 and len(runs) == 22 + 24 + 3
+    assert sum("ft" in r for r in runs.values()) == 23 and len(runs) == 23 + 24 + 3
     text = (out / "results.md").read_text()
     assert "| study | setting | role | mean ± std | per seed |" in text and text.count("does not reproduce") + \
         text.count(": reproduces:") == 12
