@@ -1,7 +1,8 @@
 """The papers' claims in miniature, on a laptop CPU, each with 3 seeds and a verdict computed from the numbers.
 
 Everything runs through the concept files' own entry points (mae.main, maskdistill.main, finetune.main: the same code
-as the command lines) with the `_mini` presets on the built-in `shapes` data (32 px, 10 classes, chance 10%).
+as the command lines) with the `_mini` presets on the built-in `shapes_easy` data (32 px, 10 classes, chance 10%;
+data.py: light shapes on dark backgrounds; on `shapes` a ViT from scratch stays at chance for hundreds of steps).
 A seed s is one whole replication: pre-training seed s, then fine-tuning seed s, which draws its own 10% label subset
 (1,000 of 10,000), head init and data order; the kNN evaluation of seed s uses the same labelled subset as its bank.
 Fine-tuning ("the recipe"): the vit_mini preset (AdamW, layer decay 0.75, mean pool + fc_norm, label smoothing 0.1,
@@ -67,14 +68,17 @@ from vit import ViT, ViTConfig, load_pretrained  # noqa: E402
 # pre_epochs: MAE on num_train images (studies 1, 2, 4); md_epochs x md_train: MaskDistill and the MAE pixel baseline
 # of study 3, and study 5; teacher_epochs: on all labels; ft / scratch_epochs on `fraction` of the labels, batch, blr.
 MODES = {
-    "full": dict(mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[], num_train=10000,
+    "full": dict(data="shapes_easy", mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[],
+                 num_train=10000,
                  num_val=1000, pre_epochs=5, md_epochs=2, md_train=4000, teacher_epochs=2, ft_epochs=10,
                  scratch_epochs=30, ft_batch=32, ft_blr=8e-3, fraction=0.1, knn_k=20, seeds=[0, 1, 2]),
-    "quick": dict(mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[], num_train=3000,
+    "quick": dict(data="shapes_easy", mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[],
+                  num_train=3000,
                   num_val=500, pre_epochs=2, md_epochs=1, md_train=1000, teacher_epochs=1, ft_epochs=2,
                   scratch_epochs=2, ft_batch=32, ft_blr=8e-3, fraction=0.2, knn_k=20, seeds=[0]),
     # the test's: vit_test-sized models, a few dozen images, 3 seeds: it checks the plumbing, not the claims
-    "toy": dict(mae="mae_vit_test", vit="vit_test", md="maskdistill_vit_test", md_extra=["--student", "vit_test"],
+    "toy": dict(data="shapes_easy", mae="mae_vit_test", vit="vit_test", md="maskdistill_vit_test",
+                md_extra=["--student", "vit_test"],
                 num_train=64, num_val=32, pre_epochs=1, md_epochs=1, md_train=64, teacher_epochs=1, ft_epochs=2,
                 scratch_epochs=2, ft_batch=8, ft_blr=1e-3, fraction=0.25, knn_k=5, seeds=[0, 1, 2]),
 }
@@ -109,8 +113,8 @@ def knn_top1(encoder_path, m, seed):
     vit.eval()
     tf = data.build_transform("eval", vit.cfg.img_size, crop_pct=1.0)
     kw = dict(num_train=m["num_train"], num_val=m["num_val"], img_size=vit.cfg.img_size)
-    bank = data.subset_fraction(data.build_dataset("shapes", "train", tf, **kw), m["fraction"], seed=seed)
-    query = data.build_dataset("shapes", "val", tf, **kw)
+    bank = data.subset_fraction(data.build_dataset(m["data"], "train", tf, **kw), m["fraction"], seed=seed)
+    query = data.build_dataset(m["data"], "val", tf, **kw)
 
     @torch.no_grad()
     def feats(ds):
@@ -153,7 +157,7 @@ def plan(m, runs_dir):
     """Every run of the study as a job: kind, argv, the jobs it needs first (deps); listed in priority order (the
     teacher's chain first), a job starts as soon as a worker is free and its deps are done."""
     jobs, common = [], ["--num_workers", "0", "--log_every", "5", "--save_every", "1000"]
-    n_data = ["--num_train", str(m["num_train"]), "--num_val", str(m["num_val"])]
+    n_data = ["--data", m["data"], "--num_train", str(m["num_train"]), "--num_val", str(m["num_val"])]
 
     def add(tag, kind, argv, seed, deps=()):
         jobs.append(dict(tag=tag, kind=kind, argv=[*argv, "--seed", str(seed), *common], seed=seed, deps=list(deps),
@@ -168,7 +172,8 @@ def plan(m, runs_dir):
     recipe = [*ft, "--ema_decay", f"{ema_decay_for(steps):.4f}"]    # the EMA is tracked beside the raw weights (4b)
     mae_a = ["--model", m["mae"], *n_data, "--epochs", str(m["pre_epochs"])]
     # study 3: MaskDistill's preset batch (64) and warmup (0.5 epoch) for both targets: the same steps and images
-    budget_b = ["--epochs", str(m["md_epochs"]), "--num_train", str(m["md_train"]), "--num_val", str(m["num_val"])]
+    budget_b = ["--data", m["data"], "--epochs", str(m["md_epochs"]), "--num_train", str(m["md_train"]),
+                "--num_val", str(m["num_val"])]
     md = ["--model", m["md"], *budget_b, "--target", "raw", *m["md_extra"]]   # a ViT teacher has no CLIP projection
     teacher = ["--teacher", os.path.join(runs_dir, "teacher", "encoder.pt")]
     S = m["seeds"]
@@ -329,8 +334,8 @@ def write_results(out, name, report, runs, m, mode, total):
     n_lab = round(m["fraction"] * m["num_train"])
     lines = [f"# Laptop-scale study ({mode} mode; {when}; {machine})", "",
              f"Regenerate: `{cmd}` (took {total / 60:.1f} min here on {report['workers']} worker process(es) of one "
-             f"thread; the runs' CPU time adds up to {cpu / 60:.1f} min). Data: built-in `shapes`, 32 px, 10 classes, "
-             f"{m['num_train']} train / {m['num_val']} val images. Fine-tuning: {n_lab} labels ({m['fraction']:.0%}, a "
+             f"thread; the runs' CPU time adds up to {cpu / 60:.1f} min). Data: built-in, 32 px, 10 classes, "
+             f"{m['num_train']} train / {m['num_val']} val images (`--data {m['data']}`). Fine-tuning: {n_lab} labels ({m['fraction']:.0%}, a "
              f"fresh class-stratified draw per seed), {m['ft_epochs']} epochs, batch {m['ft_batch']}, blr {m['ft_blr']:g}, "
              f"the `{m['vit']}` recipe otherwise; the number is the val top-1 of the last epoch. kNN: k = {m['knn_k']} "
              f"on frozen mean-pooled features, memory bank = the same {n_lab} labelled images. Chance is 10%. "
