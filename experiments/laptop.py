@@ -1,165 +1,323 @@
-"""The papers' claims in miniature, on a laptop CPU: four studies on the built-in `shapes` data (32 px, 10 classes) with
-the `_mini` presets, run through the concept files' own entry points (mae.main, maskdistill.main, finetune.main: the
-same code as the command lines). Writes experiments/results.md (one table: setting, metric, seconds, seed) and two
-PIL-drawn plots, experiments/curves.png and experiments/bars.png.
+"""The papers' claims in miniature, on a laptop CPU, each with 3 seeds and a verdict computed from the numbers.
 
-  1. MAE helps with few labels (MAE §4, Fig. 8 in spirit): pre-train mae_vit_mini on the unlabeled train split (75%
-     random masking), fine-tune on 10% of the labels; vs the same ViT from scratch. 3 fine-tuning seeds (each draws its
-     own 10% label subset, head init and data order); the pre-training is one run (seed 0), shared.
-  2. Mask ratio (MAE Fig. 5): pre-train with 0.25 / 0.5 / 0.75 / 0.9 for the same number of epochs, fine-tune each alike.
-  3. Teacher matters (MaskDistill Table 6 in spirit): a MaskDistill student distilled from the MAE encoder of (1)
-     (block masking, LN-normalized targets, Smooth-l1) vs that teacher itself, both fine-tuned alike.
-  4. Fine-tuning recipe (FT-CLIP Tables 2-5, 6 in miniature) on the pre-trained encoder of (1): lr / 4 and x 4,
-     EMA on (decay scaled to the run length, see `ema_decay_for`), layer decay 1.0 and 0.65, mixup + cutmix on.
+Everything runs through the concept files' own entry points (mae.main, maskdistill.main, finetune.main: the same code
+as the command lines) with the `_mini` presets on the built-in `shapes_easy` data (32 px, 10 classes, chance 10%;
+data.py: light shapes on dark backgrounds; on `shapes` a ViT from scratch stays at chance for hundreds of steps).
+A seed s is one whole replication: pre-training seed s, then fine-tuning seed s, which draws its own 10% label subset
+(1,000 of 10,000), head init and data order; the kNN evaluation of seed s uses the same labelled subset as its bank.
+Fine-tuning ("the recipe"): the vit_mini preset (AdamW, layer decay 0.75, mean pool + fc_norm, label smoothing 0.1,
+no RandAug / erasing / mixup) at batch 32, blr 8e-3, crops of 80-100% of the image, 10 epochs; val top-1 of the last one.
 
-"Fine-tuned alike" = finetune.py's vit_mini recipe (AdamW, layer decay 0.75, mean pool + fc_norm, label smoothing 0.1,
-no EMA, no mixup) on 10% of the labels, batch 64, 8 epochs, with a 4x higher lr than the preset's (blr 8e-3 at 256,
-= lr 2e-3): its 3-epoch full-label lr is too slow for ~120 steps (measured: 17.5% vs 22.4% top-1 after 7 epochs).
-The number reported is the val top-1 of the last epoch (the best epoch's is in its own column).
+  1. MAE helps with few labels (MAE §4): MAE pre-training (mask 0.75, 5 epochs) then the recipe, vs the same ViT from
+     scratch, the same epochs, no layer decay (it only protects pre-trained layers). Ablation (1 seed): scratch 3x
+     longer, as MAE App. A.2 trains its from-scratch ViTs. Also frozen features: kNN (MAE Table 1 reports FT and
+     LIN) vs a random-init encoder.
+  2. Mask ratio (MAE Fig. 5): 0.75 vs 0.25 at equal pre-training *epochs* (Fig. 5's protocol; 0.25 costs ~2x the
+     time per epoch, so equal epochs gives the low ratio more compute, not less). Metric: kNN on frozen features,
+     the analogue of Fig. 5's linear-probing panel, where the paper's gap is large (its FT gap is ~1 point).
+  3. Teacher matters (MaskDistill Table 6): CLIP is not available offline, so the teacher is seed 0's MAE encoder
+     fine-tuned with *all 10,000 train labels* (a supervised teacher, as Table 6's DeiT; it has seen every label the
+     students are later fine-tuned on). MaskDistill from it vs MAE's pixel target at the same ViT size, pre-training
+     images and steps (2 epochs x 4,000 images, batch 64; MaskDistill's student runs on all 64 tokens, MAE's encoder
+     on 16, so MaskDistill spends more FLOPs). Ablation: MaskDistill from study 1's MAE encoder (a weak teacher).
+  4. Fine-tuning recipe (FT-CLIP Tables 2-6) on the MAE encoders of study 1: a small lr beats lr x 4 (Table 2), EMA
+     beats the raw weights (Table 3; the same runs, both evaluated), layer decay beats none (Tables 4-5), no mixup
+     beats mixup + cutmix (Table 6).
+  5. MaskDistill's loss / normalization (Table 8), study 3's teacher and budget: Smooth-l1 + LN target (the default)
+     vs MSE and cosine without norm (Table 8's rows) and vs Smooth-l1 without LN; kNN on frozen features.
 
-Run:  python experiments/laptop.py            # the full study, about 40 minutes on 2 cores
-      python experiments/laptop.py --quick    # one seed, fewer epochs and images, under 5 minutes (results_quick.md)
-      python experiments/laptop.py --toy --out_dir /tmp/x --results /tmp/x/results.md   # seconds; what the test runs
-Runs land in runs/laptop/<mode>/ (checkpoints, metrics.jsonl, summary.json of every run).
+Verdict: effect = treatment mean - baseline mean (points); std = pooled seed std of the two rows; "reproduces" only
+when both rows have >= 3 seeds and effect >= 3 x std (computed here). Each claim is oriented so that the paper says
+effect > 0. Outputs in --out DIR: results.json (every seed's number and the verdicts), results.md, curves.png, bars.png.
+Runs go to 2 worker processes of one thread each (a job starts when its inputs exist), so the full study fits the
+45 minutes of 2 CPU cores.
+
+Run:  python experiments/laptop.py                      # the full study, 3 seeds (-> experiments/)
+      python experiments/laptop.py --quick --out /tmp/q # fewer images and epochs, 1 seed: the pipeline (< 5 min)
+      python experiments/laptop.py --toy --out /tmp/t   # test-sized models (seconds); what the test runs
+Runs (checkpoints, metrics.jsonl) land in --runs_dir (default runs/laptop/<mode>, emptied first).
 """
 import argparse
+import concurrent.futures as cf
 import datetime
 import json
 import math
+import multiprocessing
 import os
 import platform
 import shutil
 import statistics
 import sys
 import time
+from argparse import Namespace
+from dataclasses import fields
 
 import torch
-from PIL import Image, ImageDraw
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+import data  # noqa: E402
+import engine  # noqa: E402
 import finetune  # noqa: E402
 import mae  # noqa: E402
 import maskdistill  # noqa: E402
+from vit import ViT, ViTConfig, load_pretrained  # noqa: E402
 
-# The three sizes of the study. `ft_epochs` x 10% of `num_train` labels is the fine-tuning budget of every run.
+# pre_epochs: MAE on num_train images (studies 1, 2, 4); md_epochs x md_train: MaskDistill and the MAE pixel baseline
+# of study 3, and study 5; teacher_epochs: on all labels; ft / scratch_epochs on `fraction` of the labels, batch, blr.
 MODES = {
-    "full": dict(mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[], num_train=10000,
-                 num_val=1000, pre_epochs=10, ratio_epochs=2, md_epochs=3, md_train=4096, ft_epochs=8, ft_batch=64, ft_blr=8e-3,
-                 fraction=0.1, seeds=[0, 1, 2]),
-    "quick": dict(mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[], num_train=3000,
-                  num_val=400, pre_epochs=3, ratio_epochs=1, md_epochs=1, md_train=1024, ft_epochs=3, ft_batch=32, ft_blr=8e-3,
-                  fraction=0.1, seeds=[0]),
-    # the test's: vit_test-sized models, a few dozen images; it checks the plumbing, not the claims
-    "toy": dict(mae="mae_vit_test", vit="vit_test", md="maskdistill_vit_test", md_extra=["--student", "vit_test"],
-                num_train=64, num_val=32, pre_epochs=1, ratio_epochs=1, md_epochs=1, md_train=64, ft_epochs=2,
-                ft_batch=8, ft_blr=1e-3, fraction=0.25, seeds=[0]),
+    "full": dict(data="shapes_easy", mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[],
+                 num_train=10000,
+                 num_val=1000, pre_epochs=5, md_epochs=2, md_train=4000, teacher_epochs=2, ft_epochs=10,
+                 scratch_epochs=30, ft_batch=32, ft_blr=8e-3, fraction=0.1, knn_k=20, seeds=[0, 1, 2]),
+    "quick": dict(data="shapes_easy", mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[],
+                  num_train=3000,
+                  num_val=500, pre_epochs=2, md_epochs=1, md_train=1000, teacher_epochs=1, ft_epochs=2,
+                  scratch_epochs=2, ft_batch=32, ft_blr=8e-3, fraction=0.2, knn_k=20, seeds=[0]),
+    # the test's: vit_test-sized models, a few dozen images, 3 seeds: it checks the plumbing, not the claims
+    "toy": dict(data="shapes_easy", mae="mae_vit_test", vit="vit_test", md="maskdistill_vit_test",
+                md_extra=["--student", "vit_test"],
+                num_train=64, num_val=32, pre_epochs=1, md_epochs=1, md_train=64, teacher_epochs=1, ft_epochs=2,
+                scratch_epochs=2, ft_batch=8, ft_blr=1e-3, fraction=0.25, knn_k=5, seeds=[0, 1, 2]),
 }
-RATIOS = [0.25, 0.5, 0.75, 0.9]
+CROP = ["--crop_scale", "0.8", "1.0"]   # fine-tuning crops: a 32 px shape cut to a third of its area loses its class
+DEFAULT = "Smooth-l1, LN target (default)"
+MD5 = {DEFAULT: ["--loss", "smooth_l1", "--target_norm", "ln"],
+       "MSE, no norm (Table 8)": ["--loss", "mse", "--target_norm", "none"],
+       "cosine, no norm (Table 8)": ["--loss", "cosine", "--target_norm", "none"],
+       "Smooth-l1, no norm": ["--loss", "smooth_l1", "--target_norm", "none"]}
 
 
 def ema_decay_for(total_steps):
     """FT-CLIP's EMA 0.9998 averages over 1 / (1 - 0.9998) = 5000 steps, 16% of its 50 x 625 = 31,250 steps (Table 10).
-    Our runs have ~100 steps, where 0.9998 would leave the average at the pre-trained weights; keep the same 16%."""
+    Our runs have ~150 steps, where 0.9998 would leave the average at the pre-trained weights; keep the same 16%."""
     return 1.0 - 1.0 / max(2.0, 0.16 * total_steps)
 
 
-class Study:
-    def __init__(self, mode, out_dir, common):
-        self.m, self.out_dir, self.common, self.rows = MODES[mode], out_dir, common, []
+# ----------------------------------------------------------------------------- the jobs (each runs in a worker)
 
-    def timed(self, fn, argv):
-        t0 = time.perf_counter()
-        fn(argv)
-        return time.perf_counter() - t0
+def knn_top1(encoder_path, m, seed):
+    """kNN top-1 % on frozen features (mean of the final-norm patch tokens, cosine similarity, k neighbours weighted
+    by exp(sim / 0.07) as DINO's kNN): memory bank = seed's labelled `fraction`, queries = the val split."""
+    if encoder_path is None:                                    # a random-init encoder of the same size (seed s)
+        torch.manual_seed(seed)
+        vit = ViT(ViTConfig(**{**finetune.VIT_PRESETS[m["vit"]], "num_classes": 0}))
+    else:
+        ckpt = engine.load_file(encoder_path)
+        known = {f.name for f in fields(ViTConfig)}
+        cfg = {k: v for k, v in ckpt["vit_config"].items() if k in known}
+        vit = ViT(ViTConfig(**{**cfg, "mask_token": False, "drop_path": 0.0, "num_classes": 0}))
+        load_pretrained(vit, ckpt["model"])
+    vit.eval()
+    tf = data.build_transform("eval", vit.cfg.img_size, crop_pct=1.0)
+    kw = dict(num_train=m["num_train"], num_val=m["num_val"], img_size=vit.cfg.img_size)
+    bank = data.subset_fraction(data.build_dataset(m["data"], "train", tf, **kw), m["fraction"], seed=seed)
+    query = data.build_dataset(m["data"], "val", tf, **kw)
 
-    def pretrain_mae(self, tag, mask_ratio, epochs, seed=0):
-        out = os.path.join(self.out_dir, tag)
-        argv = ["--model", self.m["mae"], "--mask_ratio", str(mask_ratio), "--epochs", str(epochs), "--seed", str(seed),
-                "--num_train", str(self.m["num_train"]), "--num_val", str(self.m["num_val"]), "--output_dir", out,
-                *self.common]
-        sec = self.timed(mae.main, argv)
-        loss = last_loss(out)
-        self.rows.append(dict(study="pre-train", setting=f"MAE {self.m['mae']}, mask {mask_ratio:g}, {epochs} ep",
-                              metric="train loss (last step)", value=loss, best=None, seconds=sec, seed=seed))
-        return os.path.join(out, "encoder.pt")
+    @torch.no_grad()
+    def feats(ds):
+        return torch.cat([F.normalize(vit.forward_features(x)[:, 1:].mean(1), dim=-1)          # (B, D)
+                          for x, _ in torch.utils.data.DataLoader(ds, batch_size=256)])
+    sim, idx = (feats(query) @ feats(bank).T).topk(min(m["knn_k"], len(bank)), dim=1)      # (Nq, k)
+    votes = torch.zeros(len(query), len(query.classes)).scatter_add_(1, torch.tensor(bank.targets)[idx], (sim / 0.07).exp())
+    return 100 * (votes.argmax(1) == torch.tensor(query.targets)).float().mean().item()
 
-    def pretrain_maskdistill(self, tag, teacher, seed=0):
-        out = os.path.join(self.out_dir, tag)
-        argv = ["--model", self.m["md"], "--teacher", teacher, "--epochs", str(self.m["md_epochs"]), "--seed", str(seed),
-                "--num_train", str(self.m["md_train"]), "--num_val", str(self.m["num_val"]), "--output_dir", out,
-                *self.m["md_extra"], *self.common]
-        sec = self.timed(maskdistill.main, argv)
-        self.rows.append(dict(study="pre-train", setting=f"MaskDistill {self.m['md']} <- MAE teacher, "
-                              f"{self.m['md_epochs']} ep x {self.m['md_train']} img", metric="train loss (last step)",
-                              value=last_loss(out), best=None, seconds=sec, seed=seed))
-        return os.path.join(out, "encoder.pt")
 
-    def finetune(self, study, setting, tag, init, seed=0, extra=(), ema=False):
-        """One fine-tuning run on `fraction` of the labels; returns its row (last / best top-1 and the curve)."""
-        out = os.path.join(self.out_dir, tag)
-        argv = ["--model", self.m["vit"], "--train_fraction", str(self.m["fraction"]), "--epochs", str(self.m["ft_epochs"]),
-                "--batch_size", str(self.m["ft_batch"]), "--blr", str(self.m["ft_blr"]), "--seed", str(seed), "--num_train", str(self.m["num_train"]),
-                "--num_val", str(self.m["num_val"]), "--output_dir", out, "--save_every", "1000", *self.common]
-        if init:
-            argv += ["--init", init]
-        sec = self.timed(finetune.main, [*argv, *extra])
+def run_job(job):
+    """One pre-training (then kNN) or fine-tuning run, or a kNN of a random encoder; returns its numbers."""
+    m, out, t0, c0 = job["m"], job["out"], time.perf_counter(), time.process_time()
+    res = {}
+    if job["kind"] == "mae":
+        mae.main(job["argv"] + ["--output_dir", out])
+    elif job["kind"] == "md":
+        maskdistill.main(job["argv"] + ["--output_dir", out])
+    elif job["kind"] in ("ft", "teacher"):
+        model = finetune.main(job["argv"] + ["--output_dir", out])
         s = json.load(open(os.path.join(out, "summary.json")))
-        key = "_ema" if ema else ""
-        curve = [r[f"val_acc1{key}"] for r in read_jsonl(out) if "val_acc1" in r]
-        row = dict(study=study, setting=setting, metric=f"val top-1 %{' (EMA)' if ema else ''}, last epoch",
-                   value=s[f"last_acc1{key}"], best=s[f"best_acc1{key}"], seconds=sec, seed=seed, curve=curve)
-        self.rows.append(row)
-        return row
+        evals = [r for r in read_jsonl(out) if "val_acc1" in r]
+        res.update(ft=s["last_acc1"], ft_ema=s["last_acc1_ema"], curve=[r["val_acc1"] for r in evals])
+        if job["kind"] == "teacher":    # the classifier's trunk as an encoder.pt, for maskdistill.py --teacher
+            engine.save_encoder(os.path.join(out, "encoder.pt"), model, model.cfg, "finetune.py (supervised teacher)",
+                                Namespace(student_mean_std="imagenet"))
+    if job["kind"] in ("mae", "md", "random"):
+        enc = None if job["kind"] == "random" else os.path.join(out, "encoder.pt")
+        res["knn"] = knn_top1(enc, m, job["seed"])
+    if job["kind"] in ("mae", "md"):
+        res["loss"] = [r["loss"] for r in read_jsonl(out) if "loss" in r][-1]
+    return dict(res, seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
 
 
 def read_jsonl(out):
     return [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
 
 
-def last_loss(out):
-    return [r["loss"] for r in read_jsonl(out) if "loss" in r][-1]
+def plan(m, runs_dir):
+    """Every run of the study as a job: kind, argv, the jobs it needs first (deps); listed in priority order (the
+    teacher's chain first), a job starts as soon as a worker is free and its deps are done."""
+    jobs, common = [], ["--num_workers", "0", "--log_every", "5", "--save_every", "1000"]
+    n_data = ["--data", m["data"], "--num_train", str(m["num_train"]), "--num_val", str(m["num_val"])]
+
+    def add(tag, kind, argv, seed, deps=()):
+        jobs.append(dict(tag=tag, kind=kind, argv=[*argv, "--seed", str(seed), *common], seed=seed, deps=list(deps),
+                         out=os.path.join(runs_dir, tag), m=m))
+
+    def init(tag):
+        return ["--init", os.path.join(runs_dir, tag, "encoder.pt")]
+
+    ft = ["--model", m["vit"], *n_data, "--train_fraction", str(m["fraction"]), "--epochs", str(m["ft_epochs"]),
+          "--batch_size", str(m["ft_batch"]), "--blr", str(m["ft_blr"]), *CROP]
+    steps = m["ft_epochs"] * (round(m["fraction"] * m["num_train"]) // m["ft_batch"])
+    recipe = [*ft, "--ema_decay", f"{ema_decay_for(steps):.4f}"]    # the EMA is tracked beside the raw weights (4b)
+    mae_a = ["--model", m["mae"], *n_data, "--epochs", str(m["pre_epochs"])]
+    # study 3: MaskDistill's preset batch (64) and warmup (0.5 epoch) for both targets: the same steps and images
+    budget_b = ["--data", m["data"], "--epochs", str(m["md_epochs"]), "--num_train", str(m["md_train"]),
+                "--num_val", str(m["num_val"])]
+    md = ["--model", m["md"], *budget_b, "--target", "raw", *m["md_extra"]]   # a ViT teacher has no CLIP projection
+    teacher = ["--teacher", os.path.join(runs_dir, "teacher", "encoder.pt")]
+    S = m["seeds"]
+    add(f"mae_r0.75_s{S[0]}", "mae", [*mae_a, "--mask_ratio", "0.75"], S[0])
+    # the teacher: seed 0's MAE encoder fine-tuned on ALL train labels (strong and semantic, as CLIP is in the paper)
+    add("teacher", "teacher", [*ft, "--train_fraction", "1.0", "--epochs", str(m["teacher_epochs"]), "--ema_decay", "0",
+                               *init(f"mae_r0.75_s{S[0]}")], 0, [f"mae_r0.75_s{S[0]}"])
+    for s in S:
+        add(f"md_sup_s{s}", "md", [*md, *teacher, *MD5[DEFAULT]], s, ["teacher"])
+        add(f"ft_md_sup_s{s}", "ft", [*recipe, *init(f"md_sup_s{s}")], s, [f"md_sup_s{s}"])
+    for s in S:
+        if s != S[0]:
+            add(f"mae_r0.75_s{s}", "mae", [*mae_a, "--mask_ratio", "0.75"], s)
+        add(f"ft_mae_s{s}", "ft", [*recipe, *init(f"mae_r0.75_s{s}")], s, [f"mae_r0.75_s{s}"])
+    for s in S:
+        for name in list(MD5)[1:]:
+            add(f"{md5_tag(name)}_s{s}", "md", [*md, *teacher, *MD5[name]], s, ["teacher"])
+    # from scratch, 3x longer (as MAE App. A.2 trains its from-scratch ViTs): one seed, an ablation beside claim 1a
+    add(f"ft_scratch_long_s{S[0]}", "ft", [*ft, "--epochs", str(m["scratch_epochs"]), "--layer_decay", "1.0"], S[0])
+    for s in S:
+        add(f"ft_scratch_s{s}", "ft", [*ft, "--layer_decay", "1.0"], s)
+        add(f"mae_r0.25_s{s}", "mae", [*mae_a, "--mask_ratio", "0.25"], s)
+    for s in S:
+        add(f"mae_b_s{s}", "mae", ["--model", m["mae"], *budget_b, "--mask_ratio", "0.75", "--batch_size", "64",
+                                   "--warmup_epochs", str(maskdistill.PRESETS[m["md"]]["warmup_epochs"])], s)
+        add(f"ft_mae_b_s{s}", "ft", [*recipe, *init(f"mae_b_s{s}")], s, [f"mae_b_s{s}"])
+        add(f"md_mae_s{s}", "md", [*md, "--teacher", init(f"mae_r0.75_s{s}")[1]], s, [f"mae_r0.75_s{s}"])
+    for s in S:
+        enc = init(f"mae_r0.75_s{s}")
+        for tag, extra in [("ft_lr_x4", ["--blr", str(4 * m["ft_blr"])]), ("ft_ld1.0", ["--layer_decay", "1.0"]),
+                           ("ft_mixup", ["--mixup", "0.8", "--cutmix", "1.0"])]:
+            add(f"{tag}_s{s}", "ft", [*ft, *enc, *extra], s, [f"mae_r0.75_s{s}"])
+        add(f"random_s{s}", "random", [], s)
+    return jobs
 
 
-def run(mode, out_dir, common):
-    st, m = Study(mode, out_dir, common), MODES[mode]
-    n_labels = round(m["fraction"] * m["num_train"])
-    t_all = time.perf_counter()
+def run_jobs(jobs, workers):
+    """Run the jobs (each once its deps are done) on `workers` processes of one thread each (spawned: no forked
+    OpenMP state), or in this process for workers <= 1. Returns {tag: result}."""
+    results = {}
+    if workers <= 1:
+        for i, j in enumerate(jobs):
+            results[j["tag"]] = run_job(j)
+            print(f"[laptop] {j['tag']} done in {results[j['tag']]['seconds']:.0f} s; {len(jobs) - i - 1} jobs left", flush=True)
+        return results
+    pending, running = list(jobs), {}
+    with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
+                                initargs=(1,)) as pool:
+        while pending or running:
+            for j in [j for j in pending if all(d in results for d in j["deps"])][:workers - len(running)]:
+                running[pool.submit(run_job, j)] = j
+                pending.remove(j)
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for f in done:
+                j = running.pop(f)
+                results[j["tag"]] = f.result()
+                print(f"[laptop] {j['tag']} done in {results[j['tag']]['seconds']:.0f} s; {len(pending)} jobs left", flush=True)
+    return results
 
-    # 1. MAE helps with few labels
-    enc = st.pretrain_mae("mae_r0.75", 0.75, m["pre_epochs"])
-    pre, scratch = [], []
-    for seed in m["seeds"]:
-        pre.append(st.finetune("1 few labels", f"MAE pre-trained, {n_labels} labels", f"ft_mae_s{seed}", enc, seed))
-        scratch.append(st.finetune("1 few labels", f"from scratch, {n_labels} labels", f"ft_scratch_s{seed}", "", seed))
 
-    # 2. mask ratio, all pre-trained for ratio_epochs (the 0.75 of study 1 had more epochs, so it is run again)
-    for r in RATIOS:
-        e = st.pretrain_mae(f"mae_short_r{r:g}", r, m["ratio_epochs"])
-        st.finetune("2 mask ratio", f"MAE mask {r:g}, {m['ratio_epochs']} ep pre-training", f"ft_ratio{r:g}", e)
+# ----------------------------------------------------------------------------- studies and verdicts
 
-    # 3. teacher matters: distil the MAE encoder of (1) into a MaskDistill student, fine-tune both alike
-    student = st.pretrain_maskdistill("maskdistill", enc)
-    st.finetune("3 teacher", "MaskDistill student of the MAE teacher", "ft_student", student)
-    st.rows.append(dict(pre[0], study="3 teacher", setting="the MAE teacher itself (= study 1, seed 0)", seconds=None))
+def pooled_std(a, b):
+    """sqrt of the pooled (n-1 weighted) variance of two rows; 0 when neither has two seeds."""
+    dof = len(a) + len(b) - 2
+    if dof <= 0:
+        return 0.0
+    ss = sum((x - statistics.mean(r)) ** 2 for r in (a, b) if len(r) > 1 for x in r)
+    return math.sqrt(ss / dof)
 
-    # 4. fine-tuning recipe on the encoder of (1); the baseline is study 1's seed-0 run
-    blr, ld = m["ft_blr"], finetune.PRESETS[m["vit"]]["layer_decay"]
-    steps = m["ft_epochs"] * (n_labels // m["ft_batch"])
-    st.rows.append(dict(pre[0], study="4 recipe", setting=f"baseline (blr {blr:g}, layer decay {ld}, no EMA, no mixup; "
-                        f"= study 1 seed 0)", seconds=None))
-    decay = ema_decay_for(steps)
-    for setting, tag, extra, ema in [
-            (f"lr / 4 (blr {blr / 4:g})", "ft_lr_small", ["--blr", str(blr / 4)], False),
-            (f"lr x 4 (blr {blr * 4:g})", "ft_lr_large", ["--blr", str(blr * 4)], False),
-            (f"EMA {decay:.3f} (horizon 16% of {steps} steps, as FT-CLIP's 0.9998)", "ft_ema", ["--ema_decay", str(decay)], True),
-            ("layer decay 1.0 (none)", "ft_ld1.0", ["--layer_decay", "1.0"], False),
-            ("layer decay 0.65", "ft_ld0.65", ["--layer_decay", "0.65"], False),
-            ("mixup 0.8 + cutmix 1.0", "ft_mixup", ["--mixup", "0.8", "--cutmix", "1.0"], False)]:
-        st.finetune("4 recipe", setting, tag, enc, extra=extra, ema=ema)
 
-    summary = [("1 few labels", "MAE pre-trained", pre), ("1 few labels", "from scratch", scratch)]
-    return st.rows, summary, time.perf_counter() - t_all
+def verdict(study):
+    """effect = treatment - baseline means; 'reproduces' only with >= 3 seeds each and effect >= 3 x pooled std."""
+    base = next(r["values"] for r in study["rows"] if r["role"] == "baseline")
+    treat = next(r["values"] for r in study["rows"] if r["role"] == "treatment")
+    effect, std = statistics.mean(treat) - statistics.mean(base), pooled_std(base, treat)
+    ok = min(len(base), len(treat)) >= 3 and effect > 0 and effect >= 3 * std
+    return dict(study, verdict="reproduces" if ok else "does not reproduce", effect=round(effect, 3), std=round(std, 3))
+
+
+def studies(m, res):
+    """The claims, each a baseline, a treatment and optional ablations: {setting, role, values (one per seed)}."""
+    S = m["seeds"]
+
+    def row(setting, role, tag, key):
+        return dict(setting=setting, role=role, values=[round(res[f"{tag}_s{s}"][key], 2) for s in S])
+    pre = f"{m['pre_epochs']} ep x {m['num_train']} img"
+    md = f"{m['md_epochs']} ep x {m['md_train']} img"
+    n_lab = round(m['fraction'] * m['num_train'])
+    labels = f"{n_lab} labels, {m['ft_epochs']} ep"
+    mae_ft = row(f"MAE pre-trained ({pre}, mask 0.75), fine-tuned on {labels}", "treatment", "ft_mae", "ft")
+    teacher = res["teacher"]
+    out = [
+        dict(name="1a MAE vs scratch, fine-tuning", claim="MAE pre-training beats training from scratch with few labels "
+             "(MAE §4): val top-1 % after fine-tuning", rows=[
+                 row(f"from scratch (random init, no layer decay), {labels}", "baseline", "ft_scratch", "ft"), mae_ft,
+                 dict(setting=f"from scratch, {m['scratch_epochs']} ep (3x longer, as MAE App. A.2; 1 seed)",
+                      role="ablation", values=[round(res[f"ft_scratch_long_s{S[0]}"]["ft"], 2)])]),
+        dict(name="1b MAE vs scratch, kNN", claim="frozen MAE features beat frozen random-init features (MAE Table 1 "
+             "LIN, as kNN): kNN top-1 % on the labelled 10%", rows=[
+                 row("random-init encoder (scratch), kNN", "baseline", "random", "knn"),
+                 row(f"MAE encoder ({pre}, mask 0.75), kNN", "treatment", "mae_r0.75", "knn")]),
+        dict(name="2 mask ratio", claim=f"mask ratio 0.75 beats 0.25 at equal pre-training epochs (MAE Fig. 5): kNN "
+             f"top-1 %", rows=[row(f"MAE mask 0.25 ({pre}), kNN", "baseline", "mae_r0.25", "knn"),
+                               row(f"MAE mask 0.75 ({pre}), kNN", "treatment", "mae_r0.75", "knn")]),
+        dict(name="3a teacher, fine-tuning", claim="distilling a semantically strong teacher's features beats "
+             "reconstructing pixels at the same student size, images and epochs (MaskDistill Table 6; the teacher is "
+             "not CLIP but a ViT fine-tuned with ALL train labels, so it has seen every label): val top-1 % after "
+             "fine-tuning", rows=[
+                 row(f"MAE pixels ({md}, mask 0.75), fine-tuned on {labels}", "baseline", "ft_mae_b", "ft"),
+                 row(f"MaskDistill <- supervised teacher ({md}), fine-tuned on {labels}", "treatment", "ft_md_sup", "ft"),
+                 dict(setting=f"the teacher itself: seed {S[0]}'s MAE encoder fine-tuned {m['teacher_epochs']} ep on "
+                      f"all {m['num_train']} labels (1 run)", role="ablation", values=[round(teacher["ft"], 2)])]),
+        dict(name="3b teacher, kNN", claim="the same comparison on frozen features; ablation: a MAE teacher (Table 6: "
+             "the teacher decides): kNN top-1 %", rows=[
+                 row(f"MAE pixels ({md}, mask 0.75), kNN", "baseline", "mae_b", "knn"),
+                 row(f"MaskDistill <- supervised teacher ({md}), kNN", "treatment", "md_sup", "knn"),
+                 row(f"MaskDistill <- study 1's MAE encoder ({md}), kNN", "ablation", "md_mae", "knn")]),
+        dict(name="4a lr", claim="a small fine-tuning lr beats a large one (FT-CLIP Table 2): recipe blr "
+             f"{m['ft_blr']:g} vs x 4, val top-1 %", rows=[
+                 row(f"blr {4 * m['ft_blr']:g} (x 4)", "baseline", "ft_lr_x4", "ft"),
+                 dict(mae_ft, setting=f"blr {m['ft_blr']:g} (the recipe)")]),
+        dict(name="4b EMA", claim="the EMA of the weights beats the raw weights (FT-CLIP Table 3; the same runs, both "
+             "evaluated): val top-1 %", rows=[
+                 dict(mae_ft, setting="raw weights (the recipe)", role="baseline"),
+                 row(f"EMA (horizon 16% of the run, FT-CLIP's 0.9998 scaled)", "treatment", "ft_mae", "ft_ema")]),
+        dict(name="4c layer decay", claim="layer-wise lr decay beats none (FT-CLIP Tables 4-5): val top-1 %", rows=[
+            row("layer decay 1.0 (none)", "baseline", "ft_ld1.0", "ft"),
+            dict(mae_ft, setting=f"layer decay {finetune.PRESETS[m['vit']]['layer_decay']} (the recipe)")]),
+        dict(name="4d mixup", claim="no mixup / cutmix beats mixup 0.8 + cutmix 1.0 (FT-CLIP Table 6): val top-1 %",
+             rows=[row("mixup 0.8 + cutmix 1.0", "baseline", "ft_mixup", "ft"),
+                   dict(mae_ft, setting="no mixup, no cutmix (the recipe)")]),
+    ]
+    for name in list(MD5)[1:]:
+        out.append(dict(name=f"5 Smooth-l1 + LN vs {name.split(' (')[0]}", claim=f"MaskDistill's Smooth-l1 + LN target "
+                        f"beats {name} (MaskDistill Table 8; study 3's teacher and budget, {md}): kNN top-1 %", rows=[
+                            row(name, "baseline", md5_tag(name), "knn"),
+                            row(f"{DEFAULT} (= study 3's)", "treatment", "md_sup", "knn")]))
+    return [verdict(s) for s in out]
+
+
+def md5_tag(name):
+    """'MSE, no norm (Table 8)' -> 'md5_mse_none' (the runs' folder names)."""
+    return f"md5_{MD5[name][1]}_{MD5[name][-1]}"
 
 
 # ----------------------------------------------------------------------------- report
@@ -168,119 +326,156 @@ def mean_std(xs):
     return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def fmt(v, digits=2):
-    return "" if v is None else f"{v:.{digits}f}"
-
-
-def write_results(path, rows, summary, total, mode, png_names):
+def write_results(out, name, report, runs, m, mode, total):
     when = datetime.date.today().isoformat()
-    machine = f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    m = MODES[mode]
+    machine = f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
     cmd = "python experiments/laptop.py" + ("" if mode == "full" else f" --{mode}")
+    cpu = sum(r["cpu_seconds"] for r in runs.values())
+    n_lab = round(m["fraction"] * m["num_train"])
     lines = [f"# Laptop-scale study ({mode} mode; {when}; {machine})", "",
-             f"Regenerate: `{cmd}` (took {total / 60:.1f} min here). Data: built-in `shapes`, 32 px, 10 classes, "
-             f"{m['num_train']} train / {m['num_val']} val images; fine-tuning on {m['fraction']:.0%} of the train labels "
-             f"for {m['ft_epochs']} epochs, batch {m['ft_batch']}, blr {m['ft_blr']:g}. Chance is 10%.", "",
-             "| study | setting | seed | metric | value | best epoch | seconds |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        lines.append(f"| {r['study']} | {r['setting']} | {r['seed']} | {r['metric']} | {fmt(r['value'], 3 if 'loss' in r['metric'] else 2)}"
-                     f" | {fmt(r['best'])} | {fmt(r['seconds'], 0) if r['seconds'] is not None else '(reused)'} |")
-    lines += ["", f"Study 1 over {len(m['seeds'])} seed(s), val top-1 % at the last epoch, mean ± std:", "",
-              "| setting | mean | std | seeds |", "| --- | --- | --- | --- |"]
-    for _, name, rs in summary:
-        mu, sd = mean_std([r["value"] for r in rs])
-        lines.append(f"| {name} | {mu:.2f} | {sd:.2f} | {', '.join(str(r['seed']) for r in rs)} |")
-    lines += ["", "Plots: " + ", ".join(f"![{n}]({n})" for n in png_names), ""]
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+             f"Regenerate: `{cmd}` (took {total / 60:.1f} min here on {report['workers']} worker process(es) of one "
+             f"thread; the runs' CPU time adds up to {cpu / 60:.1f} min). Data: built-in, 32 px, 10 classes, "
+             f"{m['num_train']} train / {m['num_val']} val images (`--data {m['data']}`). Fine-tuning: {n_lab} labels ({m['fraction']:.0%}, a "
+             f"fresh class-stratified draw per seed), {m['ft_epochs']} epochs, batch {m['ft_batch']}, blr {m['ft_blr']:g}, "
+             f"the `{m['vit']}` recipe otherwise; the number is the val top-1 of the last epoch. kNN: k = {m['knn_k']} "
+             f"on frozen mean-pooled features, memory bank = the same {n_lab} labelled images. Chance is 10%. "
+             f"Seeds: {', '.join(map(str, m['seeds']))} (a seed = pre-training + fine-tuning + label draw).", "",
+             "Verdict rule: effect = treatment mean - baseline mean; **reproduces** only when both rows have at least "
+             "3 seeds and effect >= 3 x the pooled seed std. The numbers are also in "
+             f"[{name}.json]({name}.json).", "",
+             "| study | setting | role | mean ± std | per seed |", "| --- | --- | --- | --- | --- |"]
+    for st in report["studies"]:
+        for r in st["rows"]:
+            mu, sd = mean_std(r["values"])
+            lines.append(f"| {st['name']} | {r['setting']} | {r['role']} | {mu:.1f} ± {sd:.1f} | "
+                         f"{', '.join(f'{v:.1f}' for v in r['values'])} |")
+    lines += ["", "Verdicts (computed):", ""]
+    for st in report["studies"]:
+        ratio = f"{st['effect'] / st['std']:.1f} x" if st["std"] > 0 else "n/a x"
+        lines.append(f"- **{st['name']}**: {st['verdict']}: effect {st['effect']:+.1f} points, pooled std "
+                     f"{st['std']:.1f} ({ratio} the std). Claim: {st['claim']}.")
+    lines += ["", f"Plots: ![curves](curves.png) ![bars](bars.png)", "", "Runs (wall seconds on a worker; CPU seconds):", "",
+              "| run | seconds | CPU s | result |", "| --- | --- | --- | --- |"]
+    for tag, r in runs.items():
+        val = ", ".join(f"{k} {r[k]:.3g}" if isinstance(r[k], float) else f"{k} {r[k]}"
+                        for k in ("ft", "ft_ema", "knn", "loss") if r.get(k) is not None)
+        lines.append(f"| {tag} | {r['seconds']:.0f} | {r['cpu_seconds']:.0f} | {val} |")
+    with open(os.path.join(out, f"{name}.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
-COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+COLORS = {"baseline": (120, 120, 120), "treatment": (31, 119, 180), "ablation": (255, 127, 14)}
 
 
-def plot_curves(path, series, title):
-    """Val top-1 per epoch: one line per run (thin) and the mean of each setting (thick), PIL only."""
-    W, H, L, B = 640, 400, 60, 50                      # size, left and bottom margins
-    img = Image.new("RGB", (W, H), "white")
+def font(size):
+    try:
+        return ImageFont.load_default(size=size)          # Pillow >= 10.1 (FreeType): a readable size
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def plot_curves(path, series, title, chance=10.0):
+    """Val top-1 % per fine-tuning epoch: one thin line per seed, the mean thick, a dashed chance line; PIL only.
+    `series`: {name: (curves, colour)}."""
+    W, H, L, B, T = 720, 440, 70, 60, 40                 # size, left / bottom / top margins
+    img, f = Image.new("RGB", (W, H), "white"), font(14)
     d = ImageDraw.Draw(img)
-    epochs = max(len(c) for cs in series.values() for c in cs)
-    top = max(10.0, max(v for cs in series.values() for c in cs for v in c))
-    ymax = math.ceil(top / 10) * 10
-    xy = lambda e, v: (L + (W - L - 20) * e / max(1, epochs - 1), H - B - (H - B - 30) * v / ymax)   # noqa: E731
-    d.text((L, 8), title, fill="black")
+    epochs = max(len(c) for cs, _ in series.values() for c in cs)
+    ymax = min(100, math.ceil(max(20.0, max(v for cs, _ in series.values() for c in cs for v in c)) / 10) * 10)
+    xy = lambda e, v: (L + (W - L - 20) * e / max(1, epochs - 1), H - B - (H - B - T) * v / ymax)   # noqa: E731
+    d.text((L, 10), title, fill="black", font=f)
+    for v in range(0, ymax + 1, 10):
+        d.line([xy(0, v), xy(epochs - 1, v)], fill=(230, 230, 230))
+        d.text((L - 40, xy(0, v)[1] - 8), f"{v}%", fill="black", font=f)
+    for e in range(epochs):
+        d.text((xy(e, 0)[0] - 4, H - B + 6), str(e + 1), fill="black", font=f)
     d.line([xy(0, 0), xy(epochs - 1, 0)], fill="black")
     d.line([xy(0, 0), xy(0, ymax)], fill="black")
-    for v in range(0, ymax + 1, 10):
-        d.text((8, xy(0, v)[1] - 6), f"{v}%", fill="black")
-        d.line([xy(0, v), xy(epochs - 1, v)], fill=(230, 230, 230))
-    for e in range(epochs):
-        d.text((xy(e, 0)[0] - 3, H - B + 6), str(e), fill="black")
-    d.text((W // 2 - 20, H - 22), "epoch", fill="black")
-    for i, (name, curves) in enumerate(series.items()):
-        col = COLORS[i % len(COLORS)]
+    d.text((W // 2 - 60, H - 26), "fine-tuning epoch", fill="black", font=f)
+    d.text((4, T - 24), "val top-1", fill="black", font=f)
+    for x0 in range(L, W - 20, 12):                     # dashed chance line
+        d.line([(x0, xy(0, chance)[1]), (min(x0 + 6, W - 20), xy(0, chance)[1])], fill=(200, 0, 0), width=2)
+    d.text((W - 140, xy(0, chance)[1] - 18), f"chance {chance:g}%", fill=(200, 0, 0), font=f)
+    for i, (name, (curves, col)) in enumerate(series.items()):
         for c in curves:
-            d.line([xy(e, v) for e, v in enumerate(c)], fill=tuple(200 - (200 - x) // 3 for x in col), width=1)
+            d.line([xy(e, v) for e, v in enumerate(c)], fill=tuple(255 - (255 - x) // 3 for x in col), width=1)
         mean = [statistics.mean(vs) for vs in zip(*curves)]
         d.line([xy(e, v) for e, v in enumerate(mean)], fill=col, width=3)
-        d.text((L + 10, 30 + 14 * i), f"{name} (mean of {len(curves)})", fill=col)
+        d.text((L + 14, T + 4 + 18 * i), f"{name} (thick: mean of {len(curves)} seeds)", fill=col, font=f)
     img.save(path)
 
 
-def plot_bars(path, bars, title):
-    """Horizontal bars (label, value, std) with a chance line at 10%, PIL only."""
-    W, row, L = 760, 22, 330
-    H = 50 + row * len(bars) + 30
-    img = Image.new("RGB", (W, H), "white")
+def plot_bars(path, report, chance=10.0):
+    """One horizontal bar per row (mean, error bar +-1 std over seeds), grouped by study, coloured by role, the
+    verdict beside each study's name, a dashed chance line; PIL only."""
+    rows = [(st, r) for st in report["studies"] for r in st["rows"]]
+    W, rh, L, T = 1100, 22, 560, 56
+    H = T + rh * (len(rows) + len(report["studies"])) + 60
+    img, f, fs = Image.new("RGB", (W, H), "white"), font(14), font(12)
     d = ImageDraw.Draw(img)
-    vmax = math.ceil(max(10.0, max(v + s for _, v, s in bars)) / 10 + 0.5) * 10
-    x = lambda v: L + (W - L - 40) * v / vmax          # noqa: E731
-    d.text((10, 8), title, fill="black")
-    for i, (label, v, s) in enumerate(bars):
-        y = 40 + row * i
-        d.text((10, y + 4), label[:52], fill="black")
-        d.rectangle([x(0), y + 3, x(v), y + row - 3], fill=COLORS[int(label[0]) % len(COLORS)] if label[0].isdigit() else COLORS[0])
-        if s:
-            d.line([x(v - s), y + row // 2, x(v + s), y + row // 2], fill="black", width=2)
-        d.text((x(v) + 4, y + 4), f"{v:.1f}", fill="black")
-    yb = 40 + row * len(bars)
-    d.line([x(10), 34, x(10), yb], fill=(200, 0, 0))
-    d.text((x(10) + 3, yb + 4), "chance 10%", fill=(200, 0, 0))
+    vmax = min(100, math.ceil(max(chance, max(max(r["values"]) for _, r in rows)) / 10 + 0.5) * 10)
+    x = lambda v: L + (W - L - 60) * v / vmax          # noqa: E731
+    d.text((10, 8), "Val top-1 % (fine-tuned) or kNN top-1 % (frozen features): mean ± std over seeds", fill="black", font=f)
+    for i, (role, col) in enumerate(COLORS.items()):
+        d.rectangle([10 + 150 * i, 32, 24 + 150 * i, 44], fill=col)
+        d.text((30 + 150 * i, 30), role, fill="black", font=f)
+    y = T
+    for st in report["studies"]:
+        d.text((10, y + 3), f"{st['name']}: {st['verdict']} (effect {st['effect']:+.1f}, std {st['std']:.1f})",
+               fill=(0, 110, 0) if st["verdict"] == "reproduces" else (170, 0, 0), font=f)
+        y += rh
+        for r in st["rows"]:
+            mu, sd = mean_std(r["values"])
+            d.text((24, y + 4), r["setting"][:78], fill="black", font=fs)
+            d.rectangle([x(0), y + 3, x(mu), y + rh - 3], fill=COLORS[r["role"]])
+            if sd:
+                d.line([x(mu - sd), y + rh // 2, x(mu + sd), y + rh // 2], fill="black", width=2)
+                for v in (mu - sd, mu + sd):
+                    d.line([x(v), y + 6, x(v), y + rh - 6], fill="black", width=2)
+            d.text((x(mu + sd) + 6, y + 4), f"{mu:.1f}", fill="black", font=fs)
+            y += rh
+    for y0 in range(T, y, 10):
+        d.line([(x(chance), y0), (x(chance), min(y0 + 5, y))], fill=(200, 0, 0), width=2)
+    d.text((x(chance) + 4, y + 24), f"chance {chance:g}%", fill=(200, 0, 0), font=f)
     for v in range(0, vmax + 1, 10):
-        d.text((x(v) - 6, yb + 16), f"{v}", fill="black")
+        d.line([(x(v), y), (x(v), y + 5)], fill="black")
+        d.text((x(v) - 8, y + 6), f"{v}", fill="black", font=fs)
+    d.text((x(vmax / 2) - 30, y + 40), "top-1 %", fill="black", font=f)
     img.save(path)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="one seed, fewer epochs and images: under 5 minutes on 2 cores")
+    g.add_argument("--quick", action="store_true", help="fewer images and epochs, 1 seed: under 5 minutes on 2 cores")
     g.add_argument("--toy", action="store_true", help="test-sized models and data (seconds): checks the plumbing only")
-    p.add_argument("--out_dir", default=None, help="where the runs go (default runs/laptop/<mode>; emptied first)")
-    p.add_argument("--results", default=None, help="the markdown table, plots beside it (default experiments/results.md; "
-                   "results_quick.md / results_toy.md for the other modes, so they never overwrite the full study's)")
-    p.add_argument("--num_workers", type=int, default=2)
+    p.add_argument("--out", default=None, help="where results.json, results.md, curves.png, bars.png go (default "
+                   "experiments/ for the full study, experiments/quick/ for --quick; --toy needs --out)")
+    p.add_argument("--runs_dir", default=None, help="checkpoints and logs of every run (default runs/laptop/<mode>; "
+                   "emptied first)")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes, one thread each (1 = in this process)")
     args = p.parse_args(argv)
     mode = "quick" if args.quick else "toy" if args.toy else "full"
-    out_dir = args.out_dir or os.path.join("runs", "laptop", mode)
-    args.results = args.results or os.path.join(HERE, "results.md" if mode == "full" else f"results_{mode}.md")
-    shutil.rmtree(out_dir, ignore_errors=True)             # fresh runs: the seconds column measures real work
-    common = ["--num_workers", str(args.num_workers), "--log_every", "1"]
-    rows, summary, total = run(mode, out_dir, common)
-
-    res_dir = os.path.dirname(os.path.abspath(args.results))
-    os.makedirs(res_dir, exist_ok=True)
-    stem = "" if mode == "full" else f"{mode}_"
-    curves, bars = f"{stem}curves.png", f"{stem}bars.png"
-    plot_curves(os.path.join(res_dir, curves), {name: [r["curve"] for r in rs] for _, name, rs in summary},
-                "Study 1: val top-1 per fine-tuning epoch, 10% labels")
-    fts = [r for r in rows if "curve" in r and r["seconds"] is not None]
-    bar_rows = [(f"{r['study'][0]} {r['setting']}", r["value"], 0.0) for r in fts
-                if not r["study"].startswith("1")]
-    bar_rows = [(f"1 {name}", *mean_std([r["value"] for r in rs])) for _, name, rs in summary] + bar_rows
-    plot_bars(os.path.join(res_dir, bars), bar_rows, "Val top-1 % at the last epoch (study 1: mean +- std over seeds)")
-    write_results(args.results, rows, summary, total, mode, [curves, bars])
-    print(open(args.results).read())
-    return rows
+    if args.out is None and mode == "toy":
+        raise SystemExit("--toy writes its results where you say: add --out DIR")
+    out = args.out or (HERE if mode == "full" else os.path.join(HERE, "quick"))
+    runs_dir = args.runs_dir or os.path.join("runs", "laptop", mode)
+    shutil.rmtree(runs_dir, ignore_errors=True)           # fresh runs: the seconds measure real work
+    os.makedirs(out, exist_ok=True)
+    m, t0 = MODES[mode], time.perf_counter()
+    runs = run_jobs(plan(m, runs_dir), args.workers)
+    total = time.perf_counter() - t0
+    report = dict(minutes=round(total / 60, 2), studies=studies(m, runs))
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    write_results(out, "results", dict(report, workers=args.workers), runs, m, mode, total)
+    plot_curves(os.path.join(out, "curves.png"), {
+        "MAE pre-trained": ([runs[f"ft_mae_s{s}"]["curve"] for s in m["seeds"]], COLORS["treatment"]),
+        "from scratch": ([runs[f"ft_scratch_s{s}"]["curve"] for s in m["seeds"]], COLORS["baseline"])},
+        f"Study 1: val top-1 per fine-tuning epoch, {round(m['fraction'] * m['num_train'])} labels")
+    plot_bars(os.path.join(out, "bars.png"), report)
+    print(open(os.path.join(out, "results.md")).read())
+    return report, runs
 
 
 if __name__ == "__main__":

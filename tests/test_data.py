@@ -48,8 +48,9 @@ def _colour_features(images):                                     # per-image me
     return np.concatenate([x.mean(1), x.std(1)], 1)
 
 
-def test_colour_statistics_alone_are_near_chance(one_thread):
-    tr, va = ShapesDataset("train", 2000), ShapesDataset("val", 1000)
+@pytest.mark.parametrize("name", ["shapes", "shapes_easy"])
+def test_colour_statistics_alone_are_near_chance(one_thread, name):
+    tr, va = build_dataset(name, "train", num_train=2000), build_dataset(name, "val", num_val=1000)
     Xtr, Xva = _colour_features(tr.images), _colour_features(va.images)
     mu, sd = Xtr.mean(0), Xtr.std(0)
     Xtr, Xva = (torch.tensor((X - mu) / sd, dtype=torch.float32) for X in (Xtr, Xva))
@@ -62,7 +63,7 @@ def test_colour_statistics_alone_are_near_chance(one_thread):
         F.cross_entropy(Xtr @ W + b, ytr).backward()
         opt.step()
     acc = ((Xva @ W + b).argmax(1) == yva).float().mean().item()
-    assert acc < 0.2, acc                                         # chance is 0.1; measured 0.13
+    assert acc < 0.2, acc                                         # chance is 0.1; measured 0.13 (shapes_easy 0.13)
 
 
 def test_a_tiny_cnn_learns_shapes_far_above_chance(one_thread):

@@ -1,5 +1,6 @@
 """experiments/: the laptop study's whole pipeline on a toy size (so it cannot rot) and the benchmark script on tiny
 models. No timed assertions: the numbers are whatever they are; the tests check that every study ran and reported."""
+import json
 import os
 import sys
 
@@ -20,27 +21,48 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def test_laptop_toy_runs_every_study_and_writes_table_and_plots(tmp_path):
-    results = tmp_path / "results.md"
-    rows = laptop.main(["--toy", "--out_dir", str(tmp_path / "runs"), "--results", str(results), "--num_workers", "0"])
-    studies = [r["study"] for r in rows]
-    # 6 pre-trainings (MAE 0.75, 4 ratios, MaskDistill), 2 study-1 runs, 4 ratio runs, student + teacher, 7 recipe rows
-    assert studies.count("pre-train") == 6
-    assert studies.count("1 few labels") == 2 and studies.count("2 mask ratio") == 4
-    assert studies.count("3 teacher") == 2 and studies.count("4 recipe") == 7
-    for r in rows:
-        assert r["value"] == r["value"] and r["value"] is not None                 # a number, not NaN
-        if "top-1" in r["metric"]:
-            assert 0 <= r["value"] <= 100 and len(r["curve"]) == laptop.MODES["toy"]["ft_epochs"]
-    ema_row = next(r for r in rows if r["metric"].endswith("(EMA), last epoch"))
-    assert "EMA" in ema_row["setting"]
-    text = results.read_text()
-    assert "| study | setting | seed | metric | value | best epoch |" in text and "mask 0.9" in text and "(reused)" in text
-    for png in ["toy_curves.png", "toy_bars.png"]:
-        assert Image.open(tmp_path / png).size[0] > 100
-    # each fine-tuning run wrote its summary; the MaskDistill student was distilled from study 1's MAE encoder
-    assert (tmp_path / "runs" / "ft_student" / "summary.json").exists()
-    assert (tmp_path / "runs" / "maskdistill" / "encoder.pt").exists()
+def test_laptop_toy_runs_every_study_and_writes_json_table_and_plots(tmp_path):
+    out = tmp_path / "out"
+    report, runs = laptop.main(["--toy", "--out", str(out), "--runs_dir", str(tmp_path / "runs"), "--workers", "1"])
+    assert json.loads((out / "results.json").read_text()) == report
+    names = [s["name"] for s in report["studies"]]
+    assert [n.split()[0] for n in names] == ["1a", "1b", "2", "3a", "3b", "4a", "4b", "4c", "4d", "5", "5", "5"]
+    assert isinstance(report["minutes"], float) and report["minutes"] > 0
+    for st in report["studies"]:                          # the issue's shape, exactly
+        assert set(st) == {"name", "claim", "verdict", "effect", "std", "rows"}
+        assert st["verdict"] in ("reproduces", "does not reproduce")
+        roles = [r["role"] for r in st["rows"]]
+        assert roles.count("baseline") == 1 and roles.count("treatment") == 1
+        for r in st["rows"]:
+            assert set(r) == {"setting", "role", "values"} and r["role"] in ("baseline", "treatment", "ablation")
+            assert all(0 <= v <= 100 for v in r["values"])
+            assert len(r["values"]) == (1 if "1 seed" in r["setting"] or "1 run" in r["setting"] else 3)
+        base, treat = (next(r["values"] for r in st["rows"] if r["role"] == k) for k in ("baseline", "treatment"))
+        assert st["effect"] == pytest.approx(sum(treat) / 3 - sum(base) / 3, abs=1e-3)
+        assert st["std"] == pytest.approx(laptop.pooled_std(base, treat), abs=1e-3)
+    assert "scratch" in report["studies"][0]["rows"][0]["setting"] and "scratch" in report["studies"][1]["rows"][0]["setting"]
+    # EMA and raw come from the same recipe runs; 23 fine-tunings (the teacher's too), 24 pre-trainings, 3 random encoders
+    assert [r["values"] for r in report["studies"][6]["rows"]] == [
+        [round(runs[f"ft_mae_s{s}"][k], 2) for s in range(3)] for k in ("ft", "ft_ema")]
+    assert sum("ft" in r for r in runs.values()) == 23 and len(runs) == 23 + 24 + 3
+    text = (out / "results.md").read_text()
+    assert "| study | setting | role | mean ± std | per seed |" in text and text.count("does not reproduce") + \
+        text.count(": reproduces:") == 12
+    for png in ["curves.png", "bars.png"]:
+        assert Image.open(out / png).size[0] > 500
+    assert (tmp_path / "runs" / "teacher" / "encoder.pt").exists()           # the supervised teacher, as an encoder
+
+
+def test_verdict_needs_three_seeds_and_three_stds():
+    rows = lambda b, t: dict(name="x", claim="c", rows=[dict(setting="a scratch", role="baseline", values=b),   # noqa: E731
+                                                         dict(setting="b", role="treatment", values=t)])
+    v = laptop.verdict(rows([10, 11, 12], [20, 21, 22]))
+    assert v["verdict"] == "reproduces" and v["effect"] == 10 and v["std"] == 1.0
+    assert laptop.verdict(rows([10, 11, 12], [12, 13, 14]))["verdict"] == "does not reproduce"   # 2 < 3 x 1
+    assert laptop.verdict(rows([10, 11, 12], [13, 14, 15]))["verdict"] == "reproduces"           # 3 >= 3 x 1
+    assert laptop.verdict(rows([10], [30]))["verdict"] == "does not reproduce"                   # one seed
+    assert laptop.verdict(rows([20, 21, 22], [10, 11, 12]))["verdict"] == "does not reproduce"   # wrong sign
+    assert laptop.pooled_std([1, 3], [5, 5, 5]) == pytest.approx((2 / 3) ** 0.5)                 # (n - 1) weighted
 
 
 def test_ema_decay_keeps_ft_clip_horizon_fraction():
