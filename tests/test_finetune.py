@@ -622,7 +622,7 @@ def test_init_from_an_encoder_of_another_architecture_is_one_clear_line(tmp_path
         build_model(args, 10)
     msg = str(e.value)
     assert "\n" not in msg and "vit_mini" in msg and "--arch vit_test" in msg
-    assert "patch 8, width 64, depth 2, 2 heads" in msg and "patch 4, width 192, depth 6, 3 heads" in msg
+    assert "patch 8, width 64, depth 2, 2 heads" in msg and "patch 4, width 128, depth 4, 4 heads" in msg
 
 
 @pytest.mark.parametrize("kind", ["per_block", "shared", "qkv_bias_ln_avg"])
