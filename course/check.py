@@ -151,6 +151,12 @@ def check(names=(), jobs=0, keep=None, root=ROOT, timeout=1800):
                         for i, (a_name, _, _, d) in enumerate(mutants)]
             ref_res, ref_rc, ref_cost = ref_job.result()
             print(f"check: reference suite: {len(ref_res)} tests in {ref_cost['wall']:.0f} s (exit {ref_rc})")
+            if not ref_res or ref_rc not in (0, 1):                # killed, timed out, or pytest itself failed
+                for j in mut_jobs:
+                    j.cancel()
+                tail = read(os.path.join(tmp, "reference.log"))[-3000:]
+                print(f"check: the reference run did not finish (exit {ref_rc}); its output ends with:\n{tail}")
+                return 1
             hits = _hits(trace)
             plan, h_jobs = {}, {}
             for a in assignments:

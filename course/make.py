@@ -223,7 +223,8 @@ def run_pytest(cwd, args, log, *, timeout=1800, trace=None, extra=None):
         env["MIMLAB_COURSE_TRACE"] = trace
     if extra:
         env["MIMLAB_COURSE_EXTRA"] = extra
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    # its own --basetemp: parallel runs (and other pytest sessions on the machine) never share tmp_path folders
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={log}.tmp", *args]
     t0 = time.time()
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
