@@ -263,7 +263,7 @@ class _OfficialMAE(torch.nn.Module):
         x = torch.gather(x, 1, ids_shuffle[:, :keep, None].repeat(1, 1, D))
         mask = torch.ones(B, L)
         mask[:, :keep] = 0
-        mask = torch.zeros(B, L).scatter_(1, ids_shuffle, mask)              
+        mask = torch.zeros(B, L).scatter_(1, ids_shuffle, mask)
         x = torch.cat([(self.cls_token + self.pos_embed[:, :1]).expand(B, -1, -1), x], dim=1)
         for blk in self.blocks:
             x = blk(x)
