@@ -219,11 +219,10 @@ def test_real_manifest_fits_the_code_and_the_issue():
         assert any(words in m[3] for m in mutations), words
 
 
-# Opt-in for now (MIMLAB_COURSE_CHECK=1): the full check was not yet timed or seen green on the merged main, and a
-# red CI would block everything else; the kit's own toy check above always runs.
-@pytest.mark.skipif(os.environ.get("MIMLAB_COURSE_CHECK") != "1", reason="set MIMLAB_COURSE_CHECK=1 to run the full check")
+# The issue's "check passes for all 5 assignments in CI": the slowest test of the suite (it runs the whole reference
+# suite once more, the 5 handouts and the 32 mutations; 335 s on 2 idle cores, 2026-12-01), so it cannot rot.
 def test_check_passes_for_all_five_assignments():
-    """(a)-(e) of course/check.py over vit, masking, mae, maskdistill, finetune: the CI run (a few minutes)."""
+    """(a)-(e) of course/check.py over vit, masking, mae, maskdistill, finetune: the CI run (about 5 minutes)."""
     r = _kit(REPO, "check", check=False, timeout=3600)
     print(r.stdout[-6000:])
     assert r.returncode == 0 and "check: OK" in r.stdout, r.stdout[-6000:] + r.stderr[-3000:]
