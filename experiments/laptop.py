@@ -352,6 +352,13 @@ def mean_std(xs):
     return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def verdict_line(st):
+    """One study's computed verdict as a line of results.md (2 decimals on the ratio: 2.96 x is not 3 x)."""
+    ratio = f"{st['effect'] / st['std']:.2f} x" if st["std"] > 0 else "n/a x"
+    return (f"- **{st['name']}**: {st['verdict']}: effect {st['effect']:+.2f} points, pooled std {st['std']:.2f} "
+            f"({ratio} the std). Claim: {st['claim']}.")
+
+
 def write_results(out, name, report, runs, m, mode, total):
     when = datetime.date.today().isoformat()
     machine = f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
@@ -377,9 +384,7 @@ def write_results(out, name, report, runs, m, mode, total):
                          f"{', '.join(f'{v:.1f}' for v in r['values'])} |")
     lines += ["", "Verdicts (computed):", ""]
     for st in report["studies"]:
-        ratio = f"{st['effect'] / st['std']:.1f} x" if st["std"] > 0 else "n/a x"
-        lines.append(f"- **{st['name']}**: {st['verdict']}: effect {st['effect']:+.1f} points, pooled std "
-                     f"{st['std']:.1f} ({ratio} the std). Claim: {st['claim']}.")
+        lines.append(verdict_line(st))
     lines += ["", f"Plots: ![curves](curves.png) ![bars](bars.png)", "", "Runs (wall seconds on a worker; CPU seconds):", "",
               "| run | seconds | CPU s | result |", "| --- | --- | --- | --- |"]
     for tag, r in runs.items():

@@ -41,10 +41,13 @@ def test_laptop_toy_runs_every_study_and_writes_json_table_and_plots(tmp_path):
         assert st["effect"] == pytest.approx(sum(treat) / 3 - sum(base) / 3, abs=1e-3)
         assert st["std"] == pytest.approx(laptop.pooled_std(base, treat), abs=1e-3)
     assert "scratch" in report["studies"][0]["rows"][0]["setting"] and "scratch" in report["studies"][1]["rows"][0]["setting"]
-    # EMA and raw come from the same recipe runs; 23 fine-tunings (the teacher's too), 24 pre-trainings, 3 random encoders
+    # EMA and raw come from the same recipe runs; 23 fine-tunings (the teacher's too), 24 pre-trainings, 3 MAE encoders
+    # at step 0 (1a/1b's baseline: their kNN is 1b's, their fine-tuning 1a's) and 3 random vit.py encoders
     assert [r["values"] for r in report["studies"][6]["rows"]] == [
         [round(runs[f"ft_mae_s{s}"][k], 2) for s in range(3)] for k in ("ft", "ft_ema")]
-    assert sum("ft" in r for r in runs.values()) == 23 and len(runs) == 23 + 24 + 3
+    assert report["studies"][1]["rows"][0]["values"] == [round(runs[f"mae0_s{s}"]["knn"], 2) for s in range(3)]
+    assert report["studies"][0]["rows"][0]["values"] == [round(runs[f"ft_mae0_s{s}"]["ft"], 2) for s in range(3)]
+    assert sum("ft" in r for r in runs.values()) == 23 and len(runs) == 23 + 24 + 3 + 3
     text = (out / "results.md").read_text()
     assert "| study | setting | role | mean ± std | per seed |" in text and text.count("does not reproduce") + \
         text.count(": reproduces:") == 12
@@ -63,6 +66,9 @@ def test_verdict_needs_three_seeds_and_three_stds():
     assert laptop.verdict(rows([10], [30]))["verdict"] == "does not reproduce"                   # one seed
     assert laptop.verdict(rows([20, 21, 22], [10, 11, 12]))["verdict"] == "does not reproduce"   # wrong sign
     assert laptop.pooled_std([1, 3], [5, 5, 5]) == pytest.approx((2 / 3) ** 0.5)                 # (n - 1) weighted
+    # 1b of the committed run: 2.96 x misses the rule, and the line must not round it up to "3.0 x"
+    near = laptop.verdict(rows([18.1, 19.4, 17.4], [24.7, 25.8, 21.1]))
+    assert near["verdict"] == "does not reproduce" and "(2.96 x the std)" in laptop.verdict_line(near)
 
 
 def test_ema_decay_keeps_ft_clip_horizon_fraction():
