@@ -433,8 +433,8 @@ def plot_curves(path, series, title, chance=10.0):
         mean = [statistics.mean(vs) for vs in zip(*curves)]
         d.line([xy(e, v) for e, v in enumerate(mean)], fill=col, width=3)
         # legend bottom-right, above the chance line: curves start low on the left and rise, so it stays clear
-        d.text((W - 340, xy(0, chance)[1] - 60 + 18 * i), f"{name} (thick: mean of {len(curves)} seeds)" if len(curves) > 1 else f"{name} (1 seed)", fill=col,
-               font=f)
+        label = f"{name} (thick: mean of {len(curves)} seeds)" if len(curves) > 1 else f"{name} (1 seed)"
+        d.text((W - 340, xy(0, chance)[1] - 60 + 18 * i), label, fill=col, font=f)
     img.save(path)
 
 
