@@ -183,7 +183,7 @@ def plan(m, runs_dir):
           "--batch_size", str(m["ft_batch"]), "--blr", str(m["ft_blr"]), *CROP]
     steps = m["ft_epochs"] * (round(m["fraction"] * m["num_train"]) // m["ft_batch"])
     recipe = [*ft, "--ema_decay", f"{ema_decay_for(steps):.4f}"]    # the EMA is tracked beside the raw weights (4b)
-    mae_a = ["--model", m["mae"], *n_data]                  # + --epochs
+    mae_a = ["--model", m["mae"], *n_data]                  # each MAE job adds its own --epochs
     # study 3: MaskDistill's preset batch (64) and warmup (0.5 epoch) for both targets: the same steps and images
     budget_b = ["--data", m["data"], "--epochs", str(m["md_epochs"]), "--num_train", str(m["md_train"]),
                 "--num_val", str(m["num_val"])]
@@ -306,7 +306,7 @@ def studies(m, res):
              f"encodes 3x the tokens per image, so it gets {m['r25_epochs']} epochs to 0.75's {m['pre_epochs']}, rounded up "
              f"in its favour): kNN top-1 %", rows=[
                  row(f"MAE mask 0.25 ({m['r25_epochs']} ep x {m['num_train']} img), kNN", "baseline", "mae_r0.25", "knn"),
-                               row(f"MAE mask 0.75 ({pre}), kNN", "treatment", "mae_r0.75", "knn")]),
+                 row(f"MAE mask 0.75 ({pre}), kNN", "treatment", "mae_r0.75", "knn")]),
         dict(name="3a teacher, fine-tuning", claim="distilling a semantically strong teacher's features beats "
              "reconstructing pixels at the same student size, images and epochs (MaskDistill Table 6; the teacher is "
              "not CLIP but a ViT fine-tuned with ALL train labels, so it has seen every label): val top-1 % after "
