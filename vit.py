@@ -363,13 +363,15 @@ class ViT(nn.Module):
         """(B, C, H, W) [+ mask (B, N) bool] -> all tokens after the final norm, (B, 1+N, D)."""
         return self.forward_blocks(self.prepend_cls(self.embed_patches(x, mask)))
 
+    def pool_patches(self, x):                        # (B, 1+N, D) -> (B, D)
+        """The pooled heads of MAE App. A.1 and FT-CLIP §2.1 (global_pool "avg" / "ln_avg")."""
+        if self.cfg.global_pool == "avg":
+            return self.fc_norm(x[:, 1:].mean(dim=1))     # MAE: mean over patches, then LN
+        return self.fc_norm(x[:, 1:]).mean(dim=1)         # FT-CLIP: LN on each patch token, then mean
+
     def forward_head(self, x, pre_logits=False):
-        if self.cfg.global_pool == "token":
-            x = x[:, 0]                                   # (B, D) cls token
-        elif self.cfg.global_pool == "avg":
-            x = self.fc_norm(x[:, 1:].mean(dim=1))        # MAE: mean over patches, then LN
-        else:
-            x = self.fc_norm(x[:, 1:]).mean(dim=1)        # FT-CLIP: LN on each patch token, then mean
+        # cls token (ViT, CLIP) or a pooled head; CLIP's tower ends in proj, a classifier in head
+        x = x[:, 0] if self.cfg.global_pool == "token" else self.pool_patches(x)   # (B, D)
         if self.proj is not None:
             x = self.proj(x)                              # CLIP image embedding: pooled @ proj
         return x if pre_logits else self.head(x)

@@ -206,9 +206,9 @@ ASSIGNMENTS = [
                         ("tests/test_finetune.py::test_llrd_clip_b16_puts_ln_pre_in_layer_0_and_matches_ftclip_groups_and_param_count", 3),
                         ("tests/test_finetune.py::test_group_lrs_after_real_steps_are_schedule_times_decay_power", 1)]),
             dict(name="head", title="The FT-CLIP head (and MAE's)",
-                 blanks=[("vit.ViT.forward_head", "FT-CLIP §2.1; MAE App. A.1",
-                          "'token': x[:, 0]; 'avg': fc_norm(mean of the patch tokens) (MAE); 'ln_avg': fc_norm on "
-                          "each patch token, then the mean (FT-CLIP); then proj if any; head unless pre_logits"),
+                 blanks=[("vit.ViT.pool_patches", "FT-CLIP §2.1; MAE App. A.1",
+                          "(B, 1+N, D) -> (B, D), cls dropped; 'avg': fc_norm(mean of the patch tokens) (MAE); "
+                          "'ln_avg': fc_norm on each patch token, then the mean (FT-CLIP)"),
                          ("finetune.init_head", "FT-CLIP §2.1; MAE App. A.1",
                           "trunc-normal(std) weight; scale 1: zero bias (MAE); else nn.Linear's default bias init and "
                           "weight and bias times scale (FT-CLIP / BEiT: 0.001)")],
