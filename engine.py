@@ -22,6 +22,7 @@ import glob
 import json
 import math
 import os
+import pickle
 import random
 import re
 import sys
@@ -51,6 +52,8 @@ def common_parser(description):
     g.add_argument("--num_val", type=int, default=None, help="shapes only: validation images (default 2000)")
     g.add_argument("--output_dir", default=None, help="checkpoints, metrics.jsonl, args.json (default: runs/<script>_<model>)")
     g.add_argument("--resume", default="", help="'' (fresh), 'auto' (latest checkpoint in --output_dir, if any), or a path")
+    g.add_argument("--overwrite", action="store_true", help="replace the run already in --output_dir (else it is "
+                   "refused: a run never destroys another's results)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
     g.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                    help="auto = bf16 autocast on CUDA, fp32 on CPU; fp16 = autocast + dynamic loss scaling "
@@ -102,13 +105,16 @@ def parse_args(parser, presets, argv=None, script="run", resolve=None):
     args.eff_batch_size = args.batch_size * args.accum_iter * args.world_size
     if args.lr is None:                                      # MAE App. A.1: lr = blr x batch / 256
         args.lr = args.blr * args.eff_batch_size / args.lr_batch
-    if args.output_dir is None:
-        args.output_dir = os.path.join("runs", f"{script}_{args.model}")
     if resolve is not None:
         resolve(args, parser)
+    if args.output_dir is None:                              # a script's resolve may name it (finetune.py)
+        args.output_dir = os.path.join("runs", f"{script}_{args.model}")
     if args.print_args:
         print(json.dumps(vars(args), indent=2, sort_keys=True))
         sys.exit(0)
+    if not args.resume and not args.overwrite and os.path.isfile(os.path.join(args.output_dir, "args.json")):
+        parser.error(f"--output_dir {args.output_dir} holds an earlier run; continue it with --resume auto, "
+                     f"replace it with --overwrite, or give another --output_dir")
     return args
 
 
@@ -197,6 +203,9 @@ def setup(args):
     seed_everything(args.seed, rank)
     ctx = Context(rank, local_rank, world, device, precision)
     if ctx.is_master:
+        if args.overwrite:                                   # the earlier run's files, none of anyone else's
+            for f in {g for pattern in RUN_FILES for g in glob.glob(os.path.join(args.output_dir, pattern))}:
+                os.remove(f)
         os.makedirs(args.output_dir, exist_ok=True)
         with open(os.path.join(args.output_dir, "args.json"), "w") as f:
             json.dump({**vars(args), "versions": versions()}, f, indent=2, sort_keys=True)
@@ -204,6 +213,20 @@ def setup(args):
            f"effective batch {args.eff_batch_size} = {args.batch_size} x {args.accum_iter} accum x {world} proc; "
            f"peak lr {args.lr:.3g} (= blr {args.blr:.3g} x {args.eff_batch_size} / {args.lr_batch})")
     return ctx
+
+
+# What the scripts write into --output_dir (--overwrite removes these, and only these).
+RUN_FILES = ("args.json", "metrics.jsonl", "checkpoint-*.pt", "checkpoint-best.pt", "encoder*.pt", "summary.json",
+             "eval.json", "recon_epoch*.png")
+
+
+def finish(args, ctx, files):
+    """The run's last line: the folder and the files a user looks at next (globs: the last match); then cleanup."""
+    if ctx.is_master:
+        found = [sorted(glob.glob(os.path.join(args.output_dir, f)))[-1:] for f in files]
+        names = [os.path.basename(f[0]) for f in found if f]
+        print0(f"[done] results in {args.output_dir}{os.sep}: {', '.join(names)}")
+    cleanup()
 
 
 def versions():
@@ -248,6 +271,13 @@ def all_reduce_sum(t):
 # ----------------------------------------------------------------------------- data loaders
 
 
+def steps_per_epoch(loader, dataset, args):
+    n = len(loader) // args.accum_iter
+    if n == 0:
+        raise SystemExit(f"{len(dataset)} images is less than one step of {args.eff_batch_size}; lower --batch_size")
+    return n
+
+
 def train_loader(dataset, args, ctx, collate_fn=None):
     """Shuffled, drop_last, a DistributedSampler even for one process so the order is a pure function of
     (seed, epoch): call `loader.sampler.set_epoch(epoch)` (train_one_epoch does)."""
@@ -269,8 +299,9 @@ def eval_loader(dataset, args, ctx, batch_size=None):
 
 
 def param_groups(model, weight_decay, lr_scale_of=None):
-    """AdamW groups. No weight decay for 1-D params (norms, layer scale), biases, and the names in
-    `model.no_weight_decay()` (pos_embed, cls_token, mask_token). `lr_scale_of(name) -> (layer_id, scale)`
+    """AdamW groups. No weight decay for 1-D params (norms, layer scale), biases, and the names the model's
+    `no_weight_decay()` returns: vit.ViT's pos_embed, cls_token, mask_token (fine-tuning); MaskDistill's pos_embed,
+    cls_token (its mask token IS decayed, as BEiT v2 / EVA-01); MAE's none (main_pretrain.py). `lr_scale_of(name) -> (layer_id, scale)`
     adds layer-wise lr scales (finetune.param_groups_lrd); the schedule multiplies them in every step."""
     skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     groups = {}
@@ -301,6 +332,33 @@ def lr_at(step, total_steps, warmup_steps, lr, min_lr):
 def set_lr(optimizer, lr):
     for g in optimizer.param_groups:
         g["lr"] = lr * g.get("lr_scale", 1.0)
+
+
+class LARS(torch.optim.Optimizer):
+    """LARS (You et al. 2017) as MAE's util/lars.py has it for linear probing (MAE App. A.1, Table 10):
+    SGD with momentum whose update of each weight matrix (ndim > 1) is rescaled by the trust ratio
+    trust * ||w|| / ||g + wd w||; biases and norms (ndim <= 1) get neither weight decay nor the ratio."""
+
+    def __init__(self, params, lr=0.0, weight_decay=0.0, momentum=0.9, trust_coefficient=0.001):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                      trust_coefficient=trust_coefficient))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                dp = p.grad
+                if p.ndim > 1:
+                    dp = dp.add(p, alpha=g["weight_decay"])
+                    w_norm, u_norm = torch.norm(p), torch.norm(dp)
+                    one = torch.ones_like(w_norm)
+                    trust = torch.where(u_norm > 0, g["trust_coefficient"] * w_norm / u_norm, one)
+                    dp = dp.mul(torch.where(w_norm > 0, trust, one))
+                mu = self.state[p].setdefault("mu", torch.zeros_like(p))
+                mu.mul_(g["momentum"]).add_(dp)
+                p.add_(mu, alpha=-g["lr"])
 
 
 # ----------------------------------------------------------------------------- the training loop
@@ -370,7 +428,7 @@ def train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, l
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if ema is not None:     # after every step, a skipped one too (timm ModelEmaV2 in FT-CLIP/BEiT v2: same)
+        if ema is not None:     # after every step, a skipped one too, as timm.utils.ModelEma in FT-CLIP / BEiT v2
             ema.update(model)
         losses.append(loss_value)
         ips = (i + 1) * args.eff_batch_size / (time.perf_counter() - t0)     # images/s since the epoch began
@@ -402,7 +460,34 @@ def end_of_epoch(args, epoch, steps_per_epoch):
     return step, (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs or done, done
 
 
+@torch.no_grad()
+def evaluate(model, loader, ctx):
+    """(top-1 %, top-5 %) of a classifier over the whole eval split: each rank counts its share
+    (eval_loader), the counts are summed."""
+    was_training = model.training
+    model.eval()
+    counts = torch.zeros(3, dtype=torch.float64, device=ctx.device)   # top-1 hits, top-5 hits, images
+    for imgs, target in loader:
+        imgs, target = imgs.to(ctx.device, non_blocking=True), target.to(ctx.device, non_blocking=True)
+        with ctx.autocast():
+            logits = model(imgs)                                                     # (B, K)
+        hit = logits.topk(min(5, logits.shape[1]), dim=1).indices == target[:, None]  # (B, 5) bool
+        n = torch.tensor(len(target), device=ctx.device)
+        counts += torch.stack([hit[:, 0].sum(), hit.any(dim=1).sum(), n])
+    all_reduce_sum(counts)
+    model.train(was_training)
+    n = max(counts[2].item(), 1.0)
+    return 100 * counts[0].item() / n, 100 * counts[1].item() / n
+
+
 # ----------------------------------------------------------------------------- checkpoints
+
+
+def write_json(ctx, path, obj):
+    """A small JSON file (summary.json, eval.json), on rank 0."""
+    if ctx.is_master:
+        with open(path, "w") as f:
+            json.dump(obj, f, indent=2)
 
 
 def atomic_save(obj, path):
@@ -457,18 +542,32 @@ def list_checkpoints(output_dir):
 
 
 class UnreadableCheckpoint(SystemExit):
-    """A file torch.load cannot read (truncated by a full disk or a killed copy, or not a checkpoint). A SystemExit
-    with one line naming the file, so `--init` / `--teacher` end cleanly; `resume` catches it to say more."""
+    """A file torch.load cannot read (truncated by a full disk or a killed copy, or not a checkpoint): a
+    SystemExit with one line naming the file, so `--init` / `--teacher` end cleanly; `resume` catches it."""
 
 
-def load_file(path):
+# What official checkpoints pickle besides tensors: facebookresearch/mae's and BEiT's `args` (a Namespace).
+SAFE_GLOBALS = [argparse.Namespace]
+
+
+def load_file(path, flag=None):
+    """torch.load(weights_only=True) with the official files' few types allowed; one-line errors that tell a
+    missing, a truncated and an intact-but-refused file apart (`flag` names the option that gave `path`)."""
+    where = f"{flag} {path}" if flag else f"checkpoint {path}"
     if not os.path.isfile(path):
-        raise SystemExit(f"checkpoint not found: {path}")
+        raise SystemExit(f"{where}: no such file" if flag else f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:                                   # noqa: BLE001 - zip reader, EOF, unpickler: unreadable
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:                      # intact, but it pickles a class we do not run
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(e))
+        what = found.group(1) if found else "an object weights_only=True refuses"
+        raise SystemExit(f"{where} is intact but pickles {what}, which is not loaded (weights_only=True: no "
+                         f"code from a file runs here); re-save its tensors: torch.save({{'model': "
+                         f"ckpt['model']}}, path)") from None
+    except Exception as e:                                   # noqa: BLE001 - zip reader, EOF: unreadable
         reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
-        raise UnreadableCheckpoint(f"checkpoint {path} is unreadable, probably truncated ({reason}); copy or save it "
+        raise UnreadableCheckpoint(f"{where} is unreadable, probably truncated ({reason}); copy or save it "
                                    f"again") from None
 
 

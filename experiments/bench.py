@@ -23,7 +23,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mae import create_mae, mae_flops, step_times  # noqa: E402
+from mae import create_mae, mae_flops  # noqa: E402
 from vit import count_params_and_flops, create_model  # noqa: E402
 
 # Published numbers: (preset, img, what, paper value, source)
@@ -93,6 +93,31 @@ def bench_vit_vs_timm(batch, repeats, tiny, dev):
         return f
     t = interleaved({"ours": step(ours), "timm": step(ref)}, repeats, dev)
     return t["ours"], t["timm"]
+
+
+def step_times(name, batch_size, repeats, img_size=None, device="cpu", compile=False):
+    """MAE Table 1c / Table 2: median seconds of one training step (fwd + bwd) of MAE `name`, visible-only
+    encoder vs --encoder_mask_tokens, same weights and batch, interleaved repeats after warm-up rounds (where
+    compilation happens). bf16 autocast on CUDA, fp32 on the CPU. Returns ({"visible-only": s, "w/ [M]": s},
+    img_size)."""
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    kw = {"img_size": img_size} if img_size else {}
+    fast, slow = create_mae(name, **kw).to(dev), create_mae(name, encoder_mask_tokens=True, **kw).to(dev)
+    slow.load_state_dict(fast.state_dict(), strict=False)
+    size = fast.encoder.cfg.img_size
+    x = torch.randn(batch_size, 3, size, size, device=dev)                      # (B, C, H, W)
+    models = {"visible-only": fast, "w/ [M]": slow}
+    if compile:
+        models = {k: torch.compile(m) for k, m in models.items()}
+
+    def step(m):
+        def f():
+            with autocast(dev):
+                loss = m(x)[0]
+            loss.backward()
+        return f
+    return interleaved({k: step(m) for k, m in models.items()}, repeats, dev, warmup=3 if compile else 2), size
 
 
 def bench_mae(model, batch, repeats, dev, compile=False):
@@ -182,6 +207,8 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto | cpu | cuda: where sections 1 and 2 run (3 is counted, 4 needs CUDA)")
     p.add_argument("--batch", type=int, default=None, help="batch of the ViT-B comparison (default 4 on CPU, 128 on GPU)")
     p.add_argument("--mae_batch", type=int, default=None, help="batch of the MAE comparison (default 8 on CPU, 128 on GPU)")
+    p.add_argument("--mae_models", nargs="+", default=None, help="section 2's MAE presets (default: B, and L on a GPU; "
+                   "e.g. --sections 2 --mae_models mae_vit_large_patch16 --mae_batch 4 --repeats 3)")
     p.add_argument("--gpu_batch", type=int, default=256, help="section 4 batch (FT-CLIP: 256 per GPU)")
     p.add_argument("--gpu_steps", type=int, default=200, help="section 4 timed steps per job")
     p.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3, 4], help="which sections to run")
@@ -216,6 +243,8 @@ def main(argv=None):
     mae_runs = [("mae_vit_test", args.mae_batch)] if args.tiny else [("mae_vit_base_patch16", args.mae_batch)]
     if gpu and not args.tiny:
         mae_runs.append(("mae_vit_large_patch16", max(1, args.mae_batch // 2)))
+    if args.mae_models:
+        mae_runs = [(m, args.mae_batch) for m in args.mae_models]
     for mae_model, mb in mae_runs if 2 in args.sections else []:
         vis, msk, f_vis, f_msk = bench_mae(mae_model, mb, args.repeats, dev, compile=gpu)
         lines.append(f"| {mae_model}, batch {mb}, {dev.type}{' compiled' if gpu else ''} | {vis * 1e3:.1f} | {msk * 1e3:.1f} | {msk / vis:.2f}x | "

@@ -54,7 +54,6 @@ import statistics
 import sys
 import time
 from argparse import Namespace
-from dataclasses import fields
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +66,8 @@ import engine  # noqa: E402
 import finetune  # noqa: E402
 import mae  # noqa: E402
 import maskdistill  # noqa: E402
-from vit import ViT, ViTConfig, load_pretrained  # noqa: E402
+from vit import ViT, ViTConfig  # noqa: E402
+from weights import encoder_vit  # noqa: E402
 
 # pre_epochs: MAE on num_train images (studies 1, 2, 4), r25_epochs: mask 0.25's (study 2, equal time); md_epochs x
 # md_train: MaskDistill and the MAE pixel baseline of study 3, md5_epochs x md_train: study 5's four MaskDistill
@@ -112,11 +112,7 @@ def knn_top1(encoder_path, m, seed):
         torch.manual_seed(seed)
         vit = ViT(ViTConfig(**{**finetune.VIT_PRESETS[m["vit"]], "num_classes": 0}))
     else:
-        ckpt = engine.load_file(encoder_path)
-        known = {f.name for f in fields(ViTConfig)}
-        cfg = {k: v for k, v in ckpt["vit_config"].items() if k in known}
-        vit = ViT(ViTConfig(**{**cfg, "mask_token": False, "drop_path": 0.0, "num_classes": 0}))
-        load_pretrained(vit, ckpt["model"])
+        vit = encoder_vit(engine.load_file(encoder_path), mask_token=False, drop_path=0.0, num_classes=0)
     vit.eval()
     tf = data.build_transform("eval", vit.cfg.img_size, crop_pct=1.0)
     kw = dict(num_train=m["num_train"], num_val=m["num_val"], img_size=vit.cfg.img_size)

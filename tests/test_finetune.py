@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import engine
 import finetune
 import vit
+import weights
 from finetune import build_model, get_args, layer_id, param_groups_lrd
 from vit import PRESETS as VIT_PRESETS
 from vit import ViT, ViTConfig, create_model
@@ -283,8 +284,17 @@ def test_init_takes_the_architecture_from_a_maskdistill_student(tmp_path):
     enc = _encoder(tmp_path / "student.pt", rel_pos_bias=True, qv_bias=True, layer_scale=0.1, mask_token=True)
     args = get_args(["--model", "vit_test", "--init", str(tmp_path / "student.pt"), "--output_dir", str(tmp_path)])
     model = build_model(args, 10)
-    assert model.rel_pos_bias is not None and model.blocks[0].attn.q_bias is not None and model.mask_token is None
+    assert model.blocks[0].attn.q_bias is not None and model.mask_token is None
     assert torch.equal(model.blocks[1].gamma_2, enc["blocks.1.gamma_2"])
+    # any preset, not only maskdistill_*: BEiT v2 / MaskDistill App. B give every block its own copy of the table
+    assert model.rel_pos_bias is None
+    for blk in model.blocks:
+        assert torch.equal(blk.attn.relative_position_bias_table, enc["rel_pos_bias.relative_position_bias_table"])
+    args = get_args(["--model", "vit_test", "--init", str(tmp_path / "student.pt"), "--shared_rel_pos_bias",
+                     "--output_dir", str(tmp_path)])
+    shared = build_model(args, 10)                                             # --shared_rel_pos_bias keeps one
+    assert torch.equal(shared.rel_pos_bias.relative_position_bias_table, enc["rel_pos_bias.relative_position_bias_table"])
+    assert shared.blocks[0].attn.relative_position_bias_table is None
     assert layer_id("rel_pos_bias.relative_position_bias_table", 2) == 3      # BEiT: the shared RPE is a top layer
 
 
@@ -323,7 +333,7 @@ def test_fine_tuning_a_student_at_a_larger_img_size_resizes_its_rpe(tmp_path, ca
     out = capsys.readouterr().out
     assert "relative position bias 27x27 -> 47x47 offsets (grid 24x24" in out and "copied into each of the 2" in out
     src = enc["rel_pos_bias.relative_position_bias_table"]                      # (732, 2)
-    want = vit.resize_rel_pos_bias(src, (24, 24))                               # (2212, 2), tests/test_vit.py pins it
+    want = weights.resize_rel_pos_bias(src, (24, 24))                               # (2212, 2), tests/test_vit.py pins it
     for blk in model.blocks:
         assert torch.equal(blk.attn.relative_position_bias_table, want)
     new, old = want[:-3].reshape(47, 47, 2), src[:-3].reshape(27, 27, 2)
@@ -373,7 +383,7 @@ def test_missing_and_misfit_weights_name_the_path_and_the_keys(tmp_path):
     with pytest.raises(SystemExit, match="/missing/clip.pt: no such file"):
         build_model(args, 10)
     args = get_args(["--model", "vit_test", "--init", str(tmp_path / "nope.pt"), "--output_dir", str(tmp_path)])
-    with pytest.raises(SystemExit, match="not found: .*nope.pt"):
+    with pytest.raises(SystemExit, match="nope.pt: no such file"):
         build_model(args, 10)
     torch.save({"model": create_model("vit_mini").state_dict()}, tmp_path / "mini.pt")       # no vit_config: misfit
     args = get_args(["--model", "vit_test", "--init", str(tmp_path / "mini.pt"), "--output_dir", str(tmp_path)])
@@ -498,7 +508,7 @@ def test_high_resolution_presets_build_with_24x24_positions_and_a_trained_patch_
 
 
 def test_high_resolution_preset_resizes_clips_positions_on_load(tmp_path, tiny_clip):
-    from vit import clip_to_vit_state_dict, resize_pos_embed
+    from weights import clip_to_vit_state_dict, resize_pos_embed
     args = get_args(["--model", "clip_b16_384", "--arch", "clip_test", "--img_size", "48", "--pretrained", tiny_clip[1],
                      "--output_dir", str(tmp_path)])
     model = build_model(args, 10)                                              # the tiny CLIP's 4x4 grid -> 6x6
@@ -537,7 +547,7 @@ def test_init_takes_the_ema_of_a_checkpoint_selected_by_ema(ft_run, tmp_path, ca
                              (["--no-init_ema"], "model", "(its raw weights, not the EMA)")]:
         capsys.readouterr()
         model = finetune.main(["--model", "vit_test", "--init", str(run / "checkpoint-best.pt"), *flags, "--eval_only",
-                               "--num_val", "16", "--output_dir", str(tmp_path)])
+                               "--num_val", "16", "--output_dir", str(tmp_path / key)])
         for k, v in best[key].items():                                         # head included: same 10 classes
             assert torch.equal(model.state_dict()[k], v), (key, k)
         assert f"weights: --init {run / 'checkpoint-best.pt'} {said}" in capsys.readouterr().out
@@ -561,9 +571,9 @@ def test_export_loads_into_timm_strict_with_the_same_logits(ft_run, tmp_path, ca
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     for flag, key, which in [([], "ema", "EMA"), (["--raw"], "model", "raw")]:
         out = tmp_path / f"{key}.pth"
-        finetune.main(["--export", str(run / "checkpoint-best.pt"), "--out", str(out), *flag])
+        weights.main(["export", str(run / "checkpoint-best.pt"), "--out", str(out), *flag])
         assert f"[export] {which} weights of" in capsys.readouterr().out
-        _, kw = finetune.timm_state_dict(create_model("vit_test", global_pool="avg"))
+        _, kw = weights.timm_state_dict(create_model("vit_test", global_pool="avg"))
         # MAE's head (mean over patches, then LN) is timm's global_pool='avg' with fc_norm=True
         assert (kw["global_pool"], kw["fc_norm"], kw["num_classes"], kw["img_size"]) == ("avg", True, 10, 32)
         timm_model = _timm_vit(kw)
@@ -574,9 +584,9 @@ def test_export_loads_into_timm_strict_with_the_same_logits(ft_run, tmp_path, ca
             assert (timm_model(x) - ours(x)).abs().max() <= 1e-4
     torch.save({"model": create_model("vit_test").state_dict()}, tmp_path / "bare.pt")      # no architecture recorded
     with pytest.raises(SystemExit, match="bare.pt: not a finetune.py fine-tuning checkpoint"):
-        finetune.main(["--export", str(tmp_path / "bare.pt"), "--out", str(tmp_path / "x.pth")])
+        weights.main(["export", str(tmp_path / "bare.pt"), "--out", str(tmp_path / "x.pth")])
     with pytest.raises(SystemExit, match="holds no EMA"):
-        finetune.main(["--export", str(ft_run[1]), "--out", str(tmp_path / "x.pth"), "--ema"])
+        weights.main(["export", str(ft_run[1]), "--out", str(tmp_path / "x.pth"), "--ema"])
 
 
 @pytest.mark.parametrize("kind", ["ft_clip", "beit_student_token"])
@@ -591,7 +601,7 @@ def test_timm_state_dict_matches_timm_for_clip_heads_and_qv_bias_layer_scale(tmp
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)                                 # no zero q/v biases or unit LNs to hide behind
     model.eval()
-    sd, kw = finetune.timm_state_dict(model)
+    sd, kw = weights.timm_state_dict(model)
     assert {k: kw[k] for k in expect} == expect
     timm_model = _timm_vit(kw)
     timm_model.load_state_dict(sd, strict=True)
@@ -600,14 +610,14 @@ def test_timm_state_dict_matches_timm_for_clip_heads_and_qv_bias_layer_scale(tmp
         assert (timm_model(x) - model(x)).abs().max() <= 1e-4
 
 
-@pytest.mark.parametrize("arch", list(finetune.TIMM_NAMES))
+@pytest.mark.parametrize("arch", list(weights.TIMM_NAMES))
 def test_timm_names_have_the_exported_layout(arch):
     import timm
     pool = "ln_avg" if arch.startswith("clip") else "avg"
     with torch.device("meta"):
         ours = ViT(ViTConfig(**{**VIT_PRESETS[arch], "num_classes": 1000, "proj_dim": 0, "global_pool": pool}))
-        sd, kw = finetune.timm_state_dict(ours)
-        ref = timm.create_model(finetune.TIMM_NAMES[arch], pretrained=False, num_classes=1000, global_pool="avg",
+        sd, kw = weights.timm_state_dict(ours)
+        ref = timm.create_model(weights.TIMM_NAMES[arch], pretrained=False, num_classes=1000, global_pool="avg",
                                 fc_norm=kw["fc_norm"])
     assert {k: tuple(v.shape) for k, v in ref.state_dict().items()} == {k: tuple(v.shape) for k, v in sd.items()}
     blk = ref.blocks[0]
@@ -642,7 +652,7 @@ def test_export_of_a_maskdistill_student_loads_into_timm_beit_strict_with_the_sa
     model.eval()
     torch.save({"model": model.state_dict(), "args": {"arch": "vit_test", "vit_config": asdict(model.cfg)}, "epoch": 9},
                tmp_path / "ckpt.pt")
-    finetune.main(["--export", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "beit.pth")])
+    weights.main(["export", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "beit.pth")])
     assert "load with timm.models.beit.Beit(**{" in capsys.readouterr().out
     shared = kind == "shared"
     ref = Beit(img_size=32, patch_size=8, num_classes=10, embed_dim=64, depth=2, num_heads=2, init_values=0.1,
@@ -656,7 +666,7 @@ def test_export_of_a_maskdistill_student_loads_into_timm_beit_strict_with_the_sa
     assert (per_block is None) == shared and (ref.rel_pos_bias is not None) == shared
 
 
-@pytest.mark.parametrize("arch", list(finetune.BEIT_NAMES))
+@pytest.mark.parametrize("arch", list(weights.BEIT_NAMES))
 def test_beit_names_rebuild_the_exported_maskdistill_layout(arch):
     """The printed timm.create_model call for a MaskDistill B/L student (beitv2_*: layer scale 1e-5, no absolute
     positions by default) rebuilds exactly the exported keys and shapes."""
@@ -664,12 +674,65 @@ def test_beit_names_rebuild_the_exported_maskdistill_layout(arch):
     with torch.device("meta"):
         ours = ViT(ViTConfig(**{**VIT_PRESETS[arch], "num_classes": 1000, "qv_bias": True, "rel_pos_bias": True,
                                 "shared_rel_pos_bias": False, "layer_scale": 0.1, "global_pool": "avg"}))
-        sd, kw = finetune.timm_state_dict(ours)
-        name, over = finetune.timm_create_args(arch, kw)
+        sd, kw = weights.timm_state_dict(ours)
+        name, over = weights.timm_create_args(arch, kw)
         ref = timm.create_model(name, pretrained=False, **over)
     assert name.startswith("beitv2_") and over["use_abs_pos_emb"] and over["init_values"] == 0.1
     assert {k: tuple(v.shape) for k, v in ref.state_dict().items()} == {k: tuple(v.shape) for k, v in sd.items()}
     assert ref.blocks[0].gamma_1.shape == (kw["embed_dim"],) and isinstance(ref.norm, nn.Identity)    # mean, then fc_norm
     clip_rpe = create_model("clip_test", rel_pos_bias=True, proj_dim=0, num_classes=10, global_pool="ln_avg")
     with pytest.raises(SystemExit, match="neither CLIP's ln_pre nor QuickGELU"):   # no timm model has RPE + ln_pre
-        finetune.timm_state_dict(clip_rpe)
+        weights.timm_state_dict(clip_rpe)
+
+
+# ----------------------------------------------------------------------------- official files, runs that never collide
+
+class _NotAllowed:                       # a class no checkpoint of ours or of the official code pickles
+    pass
+
+
+def test_official_mae_checkpoint_with_a_pickled_namespace_inits_and_others_say_what_is_wrong(tmp_path, capsys):
+    """facebookresearch/mae main_pretrain/main_finetune save {"model", "optimizer", "epoch", "scaler", "args"} with args
+    an argparse.Namespace: weights_only=True refuses it unless allowed. It used to read "probably truncated"."""
+    enc = _encoder(tmp_path / "enc.pt")
+    official = tmp_path / "checkpoint-399.pth"
+    torch.save({"model": enc, "epoch": 399, "scaler": {}, "args": argparse.Namespace(model="vit_test", blr=1.5e-4)},
+               official)
+    model = finetune.main(["--model", "vit_test", "--init", str(official), "--eval_only", "--num_val", "16",
+                           "--output_dir", str(tmp_path / "eval")])
+    assert torch.equal(model.blocks[1].mlp.fc1.weight, enc["blocks.1.mlp.fc1.weight"])
+    torch.save({"model": enc, "args": _NotAllowed()}, tmp_path / "odd.pth")         # intact, but unpicklable here
+    with pytest.raises(SystemExit) as e:
+        finetune.main(["--model", "vit_test", "--init", str(tmp_path / "odd.pth"), "--eval_only",
+                       "--output_dir", str(tmp_path / "odd")])
+    msg = str(e.value)
+    assert "\n" not in msg and "is intact but pickles" in msg and "_NotAllowed" in msg and "truncated" not in msg
+    data = official.read_bytes()
+    official.write_bytes(data[: len(data) // 2])                                      # now it IS truncated
+    with pytest.raises(SystemExit, match="unreadable, probably truncated"):
+        finetune.main(["--model", "vit_test", "--init", str(official), "--eval_only", "--output_dir", str(tmp_path / "t")])
+
+
+def test_two_readme_fine_tunings_never_share_a_folder_and_a_rerun_is_refused(tmp_path, monkeypatch, capsys):
+    """The README's quick start: fine-tune the MAE encoder, then the step-0 encoder, each in its own folder; running
+    the same command again is refused (one line naming what to pass), --overwrite replaces, --resume auto continues."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "mae_x").mkdir(parents=True)
+    _encoder(tmp_path / "runs" / "mae_x" / "encoder.pt")
+    _encoder(tmp_path / "runs" / "mae_x" / "encoder_init.pt")
+    common = ["--model", "vit_test", "--num_train", "32", "--num_val", "16", "--epochs", "1"]
+    a = get_args([*common, "--init", "runs/mae_x/encoder.pt"]).output_dir
+    b = get_args([*common, "--init", "runs/mae_x/encoder_init.pt"]).output_dir
+    assert a == os.path.join("runs", "finetune_vit_test_from_mae_x") and b.endswith("from_encoder_init") and a != b
+    finetune.main([*common, "--init", "runs/mae_x/encoder.pt"])
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"[done] results in {a}{os.sep}: summary.json, " \
+                                                               f"checkpoint-best.pt, metrics.jsonl"
+    first = (tmp_path / a / "summary.json").read_text()
+    with pytest.raises(SystemExit):
+        finetune.main([*common, "--init", "runs/mae_x/encoder.pt"])
+    err = capsys.readouterr().err
+    assert "holds an earlier run" in err and "--resume auto" in err and "--overwrite" in err
+    assert (tmp_path / a / "summary.json").read_text() == first                       # nothing touched
+    finetune.main([*common, "--init", "runs/mae_x/encoder.pt", "--overwrite", "--seed", "1"])
+    rows = [json.loads(x) for x in (tmp_path / a / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if "val_acc1" in r] == [0]                       # one run's log, not two mixed

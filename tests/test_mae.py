@@ -9,8 +9,14 @@ import sys
 import pytest
 import torch
 
+import engine
 import mae
 from mae import create_mae, mae_flops, patchify, unpatchify
+from weights import load_mae_checkpoint
+
+
+def load_init(model, path):       # what mae.py --init does
+    return load_mae_checkpoint(model, engine.load_file(path, "--init"), path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -300,7 +306,7 @@ def test_init_loads_official_full_checkpoint_and_predicts_the_same(tmp_path, nor
         "cls_token", "pos_embed", "patch_embed", "blocks", "norm", "mask_token", "decoder_embed",
         "decoder_pos_embed", "decoder_blocks", "decoder_norm", "decoder_pred"}
     ours = create_mae("mae_vit_test", norm_pix_loss=norm_pix_loss)
-    assert mae.load_init(ours, str(path)) == len(ours.state_dict())   # every tensor of ours came from the file
+    assert load_init(ours, str(path)) == len(ours.state_dict())   # every tensor of ours came from the file
     imgs = torch.randn(3, 3, 32, 32)
     torch.manual_seed(5)
     loss_o, pred_o, mask_o = off(imgs, 0.75)
@@ -326,11 +332,11 @@ def test_init_that_does_not_fit_names_the_keys_in_one_line(tmp_path):
     enc_only = {k: v for k, v in off.state_dict().items() if not k.startswith(("decoder", "mask_token"))}
     torch.save({"model": enc_only}, tmp_path / "enc.pth")        # like the released mae_pretrain_vit_*.pth
     with pytest.raises(SystemExit) as e:
-        mae.load_init(create_mae("mae_vit_test"), str(tmp_path / "enc.pth"))
+        load_init(create_mae("mae_vit_test"), str(tmp_path / "enc.pth"))
     msg, n = str(e.value), len(off.state_dict()) - len(enc_only)
     assert "\n" not in msg and "missing decoder_blocks.0." in msg and f"({n} in all)" in msg and "encoder-only" in msg
     with pytest.raises(SystemExit) as e:                           # another architecture: shapes named
-        mae.load_init(create_mae("mae_vit_test", decoder_dim=16), str(path))
+        load_init(create_mae("mae_vit_test", decoder_dim=16), str(path))
     assert "\n" not in str(e.value) and "decoder_blocks.0.attn.proj.bias (32,) vs (16,)" in str(e.value)
 
 
@@ -373,3 +379,46 @@ def test_recon_png_rows_are_labelled(tmp_path):
         im = torch.tensor(list(Image.open(tmp_path / f"r{npl}.png").convert("L").getdata())).view(-1, Image.open(tmp_path / f"r{npl}.png").width)
         strip = im[:10]                                           # the first label strip: text on a background
         assert strip.min() < 100 and strip.max() > 150
+
+
+def test_visualize_own_images_with_an_official_checkpoint_writes_the_labelled_figure(tmp_path, capsys):
+    """MAE Fig. 2 on your own photos (the official demo notebook's job): an official-layout file without args is
+    read as a plain-pixel model; its rows are labelled; small images are drawn at least 4x."""
+    from PIL import Image
+    off, path = _official_checkpoint(tmp_path, norm_pix_loss=False)
+    imgs = []
+    for i, color in enumerate([(200, 30, 30), (20, 160, 220)]):
+        img = Image.new("RGB", (50, 40), color)                                       # any size: resized to 32
+        img.paste((255, 255, 255), (10, 10, 30, 25))
+        img.save(tmp_path / f"photo{i}.png")
+        imgs.append(str(tmp_path / f"photo{i}.png"))
+    out = tmp_path / "fig.png"
+    mae.main(["--visualize", *imgs, "--init", str(path), "--model", "mae_vit_test", "--out", str(out)])
+    assert f"mae_vit_test (pixel target) from {path}: 2 image(s), 75% removed -> {out}" in capsys.readouterr().out
+    fig = Image.open(out)
+    assert fig.width >= 2 * 32 * 4 and fig.height >= 4 * 32 * 4                       # 4 rows of 2 images, x4
+    ours = create_mae("mae_vit_test", norm_pix_loss=False)
+    load_init(ours, str(path))
+    rows, _ = mae.reconstruction_rows(ours, torch.zeros(1, 3, 32, 32), 0.75)
+    assert [r[0] for r in rows] == ["masked input (removed = dataset mean)", "reconstruction, every patch (MAE Fig. 2)",
+                                    "reconstruction + visible patches", "original"]
+    with pytest.raises(SystemExit, match="not a readable image"):
+        mae.main(["--visualize", str(path), "--init", str(path), "--model", "mae_vit_test", "--out", str(out)])
+
+
+def test_quick_start_run_keeps_its_step0_encoder_and_ends_by_naming_its_files(tmp_path, capsys):
+    """mae_vit_mini-style runs save the encoder at step 0 (encoder_init.pt: a fair from-scratch baseline with the same
+    network and init) and the log ends with the folder and the files to look at next."""
+    out = tmp_path / "run"
+    model = mae.main(["--model", "mae_vit_test", "--num_train", "32", "--num_val", "8", "--epochs", "1",
+                      "--save_init", "--output_dir", str(out)])
+    init = torch.load(out / "encoder_init.pt", weights_only=True)
+    assert init["vit_config"] == torch.load(out / "encoder.pt", weights_only=True)["vit_config"]
+    engine.seed_everything(0, 0)                       # seed 0, rank 0: what engine.setup seeds before the model
+    step0 = create_mae("mae_vit_test").encoder.state_dict()
+    assert all(torch.equal(init["model"][k], v) for k, v in step0.items())
+    assert not torch.equal(init["model"]["blocks.0.attn.qkv.weight"], model.encoder.blocks[0].attn.qkv.weight)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (f"[done] results in {out}{os.sep}: recon_epoch000.png, encoder.pt, encoder_init.pt, "
+                    f"metrics.jsonl, checkpoint-0000.pt")
+    assert mae.PRESETS["mae_vit_mini"]["save_init"] and not mae.PRESETS["mae_vit_base_patch16"]["save_init"]

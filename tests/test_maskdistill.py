@@ -15,7 +15,9 @@ import torch.nn.functional as F
 
 import engine
 import maskdistill as md
-from vit import ViT, ViTConfig, create_model, load_pretrained, resize_pos_embed
+import weights
+from vit import ViT, ViTConfig, create_model
+from weights import load_pretrained, resize_pos_embed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -173,11 +175,11 @@ def test_teacher_pos_embed_resize_follows_beit2_scale_factor(tiny_clip):
     r = torch.arange(16.0)
     grid16 = torch.stack([torch.sin(r[:, None] / 3 + k) * torch.cos(r[None, :] / 4 - k) for k in range(8)], -1)
     table = torch.cat([torch.randn(1, 8), grid16.reshape(256, 8)])                     # (257, D)
-    ours = md.resize_teacher_pos_embed(table[None], (14, 14))
+    ours = weights.resize_teacher_pos_embed(table[None], (14, 14))
     torch.testing.assert_close(ours, _beit2_resize(table, 14), atol=0, rtol=0)
-    exact = md.resize_pos_embed(table[None], (14, 14))
+    exact = weights.resize_pos_embed(table[None], (14, 14))
     assert ours.shape == exact.shape == (1, 197, 8) and torch.equal(ours[:, 0], exact[:, 0])   # cls row kept
-    assert torch.equal(md.resize_teacher_pos_embed(table[None], (14, 14), "exact"), exact)
+    assert torch.equal(weights.resize_teacher_pos_embed(table[None], (14, 14), "exact"), exact)
     rel = (ours - exact)[0, 1:].norm(dim=-1) / exact[0, 1:].norm(dim=-1)                # per position
     assert 0.002 < float(rel.mean()) < 0.05, float(rel.mean())
     # through the CLI: a 24 px student (3 x 3 grid) gets the tiny CLIP's 4 x 4 table resized BEiT v2's way

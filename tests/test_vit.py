@@ -6,10 +6,9 @@ import sys
 import pytest
 import torch
 
-import vit
-from vit import (PRESETS, RelativePositionBias, ViTConfig, clip_to_vit_state_dict, count_params_and_flops,
-                 create_model, drop_path, load_clip_state_dict, load_pretrained, resize_pos_embed,
-                 sincos_pos_embed_2d)
+import weights
+from vit import PRESETS, RelativePositionBias, ViTConfig, count_params_and_flops, create_model, drop_path, sincos_pos_embed_2d
+from weights import clip_to_vit_state_dict, load_clip_state_dict, load_pretrained, resize_pos_embed
 
 
 def test_sdpa_equals_written_out_attention_with_and_without_rel_pos_bias():
@@ -276,13 +275,13 @@ def test_cubic_spline_reproduces_cubics_and_interpolates_the_knots():
     x = torch.tensor([-4.75, -2.5, -1.0, 0.0, 1.0, 2.5, 4.75, 6.0], dtype=torch.float64)   # non-uniform, as BEiT's
     xq = torch.linspace(-4.75, 6.0, 37, dtype=torch.float64)
     p = lambda t: 0.3 * t ** 3 - 1.2 * t ** 2 + 0.5 * t - 2.0                              # noqa: E731
-    W = vit.cubic_spline_matrix(x, xq)                                                      # (37, 8)
+    W = weights.cubic_spline_matrix(x, xq)                                                      # (37, 8)
     torch.testing.assert_close(W @ p(x), p(xq), atol=1e-10, rtol=0)       # not-a-knot reproduces any cubic
-    torch.testing.assert_close(vit.cubic_spline_matrix(x, x), torch.eye(8, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(weights.cubic_spline_matrix(x, x), torch.eye(8, dtype=torch.float64), atol=1e-12, rtol=0)
     y = torch.randn(8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(vit.cubic_spline_matrix(x, [-9.0, 99.0]) @ y, y[[0, -1]], atol=1e-12, rtol=0)  # clamped
+    torch.testing.assert_close(weights.cubic_spline_matrix(x, [-9.0, 99.0]) @ y, y[[0, -1]], atol=1e-12, rtol=0)  # clamped
     with pytest.raises(ValueError, match="at least 4"):
-        vit.cubic_spline_matrix(x[:3], xq)
+        weights.cubic_spline_matrix(x[:3], xq)
 
 
 @pytest.mark.parametrize("G,G2,picks,expected", [
@@ -301,19 +300,19 @@ def test_rel_pos_bias_resize_equals_scipy_interp2d_as_beit_v2_calls_it(G, G2, pi
     RectBivariateSpline(kx=3, ky=3, s=0) and make_interp_spline on each axis: equal to 1.4e-15). SciPy is not a
     dependency; the numbers were computed once in a throwaway environment."""
     table = _beit_fixture_table(2 * G - 1, heads=len(expected))
-    out = vit.resize_rel_pos_bias(table.double(), (G2, G2))
+    out = weights.resize_rel_pos_bias(table.double(), (G2, G2))
     S2 = 2 * G2 - 1
     assert out.shape == (S2 * S2 + 3, len(expected))
     for h, values in enumerate(expected):
         grid = out[:-3, h].reshape(S2, S2)
         assert [grid[r, c].item() for r, c in picks] == pytest.approx(values, abs=1e-12), h
     assert torch.equal(out[-3:], table[-3:].double())                            # cls rows appended back unchanged
-    f32 = vit.resize_rel_pos_bias(table, (G2, G2))                               # float32 in, float32 out, as BEiT
+    f32 = weights.resize_rel_pos_bias(table, (G2, G2))                               # float32 in, float32 out, as BEiT
     assert f32.dtype == torch.float32 and torch.equal(f32, out.float())
     src, new = table[:-3].reshape(2 * G - 1, 2 * G - 1, -1), f32[:-3].reshape(S2, S2, -1)
     c, c2 = G - 1, G2 - 1                                                        # offsets 0, +-1 are knots: kept
     assert torch.equal(new[c2 - 1:c2 + 2, c2 - 1:c2 + 2], src[c - 1:c + 2, c - 1:c + 2])
-    assert vit.resize_rel_pos_bias(table, (G, G)) is table                       # same grid: untouched
+    assert weights.resize_rel_pos_bias(table, (G, G)) is table                       # same grid: untouched
 
 
 def _with_random_rpe(model, seed=0):
@@ -341,7 +340,7 @@ def test_per_block_rpe_lives_in_each_block_and_a_shared_table_is_copied_into_all
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(per_block(x), shared(x))                              # the same model before any training
-    with pytest.raises(ValueError, match="--no-shared_rel_pos_bias"):           # per-block -> shared cannot be merged
+    with pytest.raises(ValueError, match="without --shared_rel_pos_bias"):           # per-block -> shared cannot be merged
         load_pretrained(create_model("vit_test", rel_pos_bias=True, depth=3), per_block.state_dict())
 
 
@@ -351,12 +350,12 @@ def test_load_pretrained_resizes_rel_pos_tables_to_a_new_grid():
     for shared in (True, False):
         dst = create_model("vit_test", img_size=48, rel_pos_bias=True, shared_rel_pos_bias=shared)   # 6x6: 124 x 2
         load_pretrained(dst, src.state_dict(), log=lines.append)
-        want = vit.resize_rel_pos_bias(src.rel_pos_bias.relative_position_bias_table.data, (6, 6))
+        want = weights.resize_rel_pos_bias(src.rel_pos_bias.relative_position_bias_table.data, (6, 6))
         tables = [dst.rel_pos_bias] if shared else [b.attn for b in dst.blocks]
         for t in tables:
             assert t.relative_position_bias_table.shape == (124, 2)
             assert torch.equal(t.relative_position_bias_table.data, want)
-    assert lines[0] == lines[1] == ("[vit] relative position bias 7x7 -> 11x11 offsets (grid 6x6; BEiT v2's bicubic "
+    assert lines[0] == lines[1] == ("[weights] relative position bias 7x7 -> 11x11 offsets (grid 6x6; BEiT v2's bicubic "
                                     "interpolation on geometric coordinates)")
 
 
