@@ -1,24 +1,27 @@
-"""An exponential moving average of a model's weights, as FT-CLIP fine-tunes with it (Dong et al., arXiv 2212.06138, §2.1
-"Exponential Moving Average", Table 3 / Table 10: momentum 0.9998).
+"""An exponential moving average of a model's weights, as FT-CLIP fine-tunes with it (Dong et al.,
+arXiv 2212.06138, §2.1 "Exponential Moving Average", Table 3 / Table 10: momentum 0.9998).
 
     ema <- decay * ema + (1 - decay) * param        after every optimizer step (not every micro-batch)
 
-Why it helps here (FT-CLIP Table 3): with EMA, 4 of 5 learning rates gain +0.1 to +0.9 top-1, and the worse the lr the
-larger the gain; the paper's reading is that fine-tuning should move CLIP's representation as little as possible, and an
-average of recent weights drifts slower than the weights themselves. The horizon is 1 / (1 - decay) = 5000 steps, i.e.
-8 of FT-CLIP's 625-step epochs: after epoch 0 the initial (pre-trained) weights still carry 0.9998^625 = 0.88 of the
-average, which is why the EMA's first evaluations are far below the raw model's (reference §3.6: 20.0% vs 52.1%).
+Why it helps (FT-CLIP Table 3): with EMA, 4 of 5 learning rates gain +0.1 to +0.9 top-1, and the worse
+the lr the larger the gain; the paper's reading is that fine-tuning should move CLIP's representation
+as little as possible, and an average of recent weights drifts slower than the weights themselves.
+The horizon is 1 / (1 - decay) = 5000 steps, i.e. 8 of FT-CLIP's 625-step epochs: after epoch 0 the
+pre-trained weights still carry 0.9998^625 = 0.88 of the average, which is why the EMA's first
+evaluations are far below the raw model's (FT-CLIP's log: 20.0% vs 52.1%).
 
-The average is a separate fp32 copy that is only evaluated. It is never copied back into the live model: that would be
-Lookahead (hlb-CIFAR10 / airbench do it), a different optimizer, not the EMA of the papers. Parameters are matched by
-name, not by position, so a model whose parameters are registered in another order still averages correctly (the
-position bug hlb-CIFAR10's NetworkEMA marks in its own code). Buffers (e.g. BatchNorm statistics) are copied, as timm's
-ModelEma does for every state_dict entry that is not a float parameter.
+The average is a separate fp32 copy that is only evaluated. It is never copied back into the live
+model: that would be Lookahead (hlb-CIFAR10 / airbench do it), another optimizer, not the papers' EMA.
+Parameters are matched by name, not by position, so a model whose parameters are registered in
+another order still averages correctly (the bug hlb-CIFAR10's NetworkEMA marks in its own code).
+Buffers (e.g. BatchNorm statistics) are copied, as timm's ModelEma does for every state_dict entry
+that is not a float parameter.
 
-Batch size. The paper's 0.9998 is per step at a total batch of 2048 (Table 10); the lr follows the batch linearly, but a
-fixed per-step decay does not: at batch 256 a run takes 8x more steps, so the same 0.9998 averages over 8x fewer images
-(a horizon of ~1 epoch instead of ~8). `decay_for_batch` keeps the horizon in images: after n images the old weights
-keep decay^(n / 2048) of the average at any batch, i.e. decay_b = decay ** (b / 2048) per step of b images.
+Batch size. The paper's 0.9998 is per step at a total batch of 2048 (Table 10); the lr follows the
+batch linearly, but a fixed per-step decay does not: at batch 256 a run takes 8x more steps, so the
+same 0.9998 averages over 8x fewer images (a horizon of ~1 epoch instead of ~8). `decay_for_batch`
+keeps the horizon in images: after n images the old weights keep decay^(n / 2048) of the average at
+any batch, i.e. decay_b = decay ** (b / 2048) per step of b images.
 """
 import copy
 
@@ -27,7 +30,8 @@ import torch.nn as nn
 
 
 def unwrap(model):
-    """The plain module under torch.compile (`._orig_mod`) and DDP/DataParallel (`.module`, their only child)."""
+    """The plain module under torch.compile (`._orig_mod`) and DDP / DataParallel (`.module`, their
+    only child)."""
     while True:
         if isinstance(getattr(model, "_orig_mod", None), nn.Module):
             model = model._orig_mod
@@ -48,9 +52,10 @@ class ModelEma:
 
     def __init__(self, model, decay=0.9998):
         self.decay = decay
-        self.module = copy.deepcopy(unwrap(model)).float().eval().requires_grad_(False)   # fp32 even under bf16 training
+        # fp32 even under bf16 training
+        self.module = copy.deepcopy(unwrap(model)).float().eval().requires_grad_(False)
         for p in self.module.parameters():
-            p.grad = None                                          # a deepcopy carries .grad along; the average has none
+            p.grad = None                               # a deepcopy carries .grad along; the average has none
 
     @torch.no_grad()
     def update(self, model):
@@ -58,8 +63,9 @@ class ModelEma:
         params, buffers = dict(live.named_parameters()), dict(live.named_buffers())
         for name, avg in self.module.named_parameters():
             if name not in params:
-                raise KeyError(f"EMA parameter '{name}' is not in the live model; was the model rebuilt differently?")
-            # lerp_(p, w) = avg + w * (p - avg) = (1 - w) * avg + w * p, with w = 1 - decay; exact at w = 0 and w = 1
+                raise KeyError(f"EMA parameter '{name}' is not in the live model; was the model rebuilt "
+                               f"differently?")
+            # lerp_(p, w) = avg + w * (p - avg) = (1 - w) * avg + w * p, w = 1 - decay: exact at w = 0, 1
             avg.lerp_(params[name].detach().float(), 1.0 - self.decay)
         for name, buf in self.module.named_buffers():
             if name in buffers:

@@ -1,21 +1,19 @@
-"""Training plumbing shared by mae.py, maskdistill.py and finetune.py, written once (MAE's engine.py idea).
+"""Training plumbing shared by mae.py, maskdistill.py and finetune.py, written once (MAE's engine.py).
+Nothing here is paper-specific; each script keeps its paper.
 
-Nothing here is paper-specific; each script keeps its paper. What lives here:
-  arguments   common flags, `--model` presets as defaults with CLI overrides on top (`--help` shows them),
-              `--print_args`, lr = blr x effective_batch / lr_batch (MAE App. A.1 linear scaling rule); bad
-              values end in one line at parse time (`check_args`, `check_img_size`)
-  setup       torchrun/DDP from RANK/LOCAL_RANK/WORLD_SIZE (NCCL on CUDA, gloo on CPU) or a plain process;
-              `print0` (rank 0 only, without patching print); seeds per rank; bf16 autocast on CUDA, fp32 on CPU,
-              or fp16 autocast with a GradScaler (`make_scaler`)
-  optimizer   AdamW parameter groups (no weight decay for 1-D params, biases, pos_embed, cls/mask tokens) that
-              can carry an `lr_scale` (layer-wise lr decay, finetune.py); warmup + half-cycle cosine per step
-  loop        `train_one_epoch`: gradient accumulation with no_sync on non-final micro-steps, optional clip,
-              EMA hook, stop on a non-finite loss; tqdm on rank 0 and one `metrics.jsonl` line per logged step
-  checkpoints plain types only, atomic (temp file + rename), loaded with weights_only=True, `--resume auto`
-              (skips an unreadable latest file for the one before it).
-              Exact resume: every epoch re-seeds all RNGs from (seed, rank, epoch), so an epoch's data order,
-              augmentations, masks and drop-path draws do not depend on what ran before it; on CPU, losses
-              after a resume equal an uninterrupted run's bitwise (tests/test_engine.py).
+  arguments    common flags; `--model` presets as defaults, the command line on top; `--print_args`;
+               lr = blr x effective batch / lr_batch (MAE App. A.1); bad values end in one line at parse
+               time; a folder that holds a run is refused unless --resume auto / --overwrite
+  setup        torchrun / DDP (NCCL on CUDA, gloo on CPU) or a plain process; `print0`; seeds per rank;
+               bf16 autocast on CUDA, fp32 on CPU, or fp16 with a GradScaler (`make_scaler`)
+  optimizer    AdamW groups with an optional `lr_scale` (layer-wise lr decay); warmup + cosine per step;
+               LARS (linear probing)
+  loop         `train_one_epoch`: accumulation with no_sync, clipping, an EMA hook, a stop on a
+               non-finite loss, tqdm and `metrics.jsonl`; `evaluate` (top-1 / top-5)
+  checkpoints  plain types, atomic, weights_only=True loads, `--resume auto`. Exact resume: every epoch
+               re-seeds all RNGs from (seed, rank, epoch), so its data order, augmentations, masks and
+               drop-path draws depend on nothing before it: on CPU, losses after a resume equal an
+               uninterrupted run's bitwise (tests/test_engine.py).
 """
 import argparse
 import glob
@@ -28,53 +26,52 @@ import re
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
 
 # ----------------------------------------------------------------------------- arguments
 
-
 def common_parser(description):
-    """Flags every script shares (common names across scripts); scripts add their paper's own groups."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """Flags every script shares (the same names everywhere); the scripts add their paper's groups."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("run")
-    g.add_argument("--model", required=True, help="preset name; its recipe becomes the defaults below "
+    g.add_argument("--model", required=True, help="a preset: its recipe becomes the defaults below "
                    "(`--model NAME --help` shows that preset's)")
-    g.add_argument("--data", default="shapes", help="'shapes' (built-in, offline), 'cifar10', 'cifar100', or an "
-                   "ImageNet-style folder with train/ and val/")
-    g.add_argument("--data_root", default="./data", help="where cifar10/cifar100 live (or are downloaded to)")
+    g.add_argument("--data", default="shapes", help="built-in (data.py: shapes, ...), cifar10, cifar100, "
+                   "or an ImageNet-style folder with train/ and val/")
+    g.add_argument("--data_root", default="./data", help="where cifar10/cifar100 are (or download to)")
     g.add_argument("--download", action="store_true", help="allow downloading cifar10/cifar100")
-    g.add_argument("--num_train", type=int, default=None, help="shapes only: training images (default 10000)")
-    g.add_argument("--num_val", type=int, default=None, help="shapes only: validation images (default 2000)")
-    g.add_argument("--output_dir", default=None, help="checkpoints, metrics.jsonl, args.json (default: runs/<script>_<model>)")
-    g.add_argument("--resume", default="", help="'' (fresh), 'auto' (latest checkpoint in --output_dir, if any), or a path")
-    g.add_argument("--overwrite", action="store_true", help="replace the run already in --output_dir (else it is "
-                   "refused: a run never destroys another's results)")
+    g.add_argument("--num_train", type=int, default=None, help="built-in data: training images")
+    g.add_argument("--num_val", type=int, default=None, help="built-in data: validation images")
+    g.add_argument("--output_dir", default=None, help="default: runs/<script>_<model>")
+    g.add_argument("--resume", default="", help="'' (fresh), 'auto' (the latest in --output_dir), or a path")
+    g.add_argument("--overwrite", action="store_true", help="replace the run in --output_dir (else refused)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    g.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="auto = bf16 autocast on CUDA, fp32 on CPU; fp16 = autocast + dynamic loss scaling "
-                   "(GPUs without bf16: V100, T4)")
+    g.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="auto: "
+                   "bf16 autocast on CUDA, fp32 on CPU; fp16: + loss scaling (GPUs without bf16: V100, T4)")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model (default: on for CUDA, off for CPU)")
-    g.add_argument("--seed", type=int, default=0, help="base seed; each rank and epoch derives its own from it")
+    g.add_argument("--seed", type=int, default=0, help="base seed; each rank and epoch derives its own")
     g.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes per process")
     g.add_argument("--save_every", type=int, default=1, help="checkpoint every N epochs (and at the end)")
     g.add_argument("--keep_ckpts", type=int, default=2, help="how many epoch checkpoints to keep")
     g.add_argument("--log_every", type=int, default=10, help="metrics.jsonl line every N optimizer steps")
-    g.add_argument("--max_steps", type=int, default=0, help="stop after N optimizer steps (0 = run all epochs); "
-                   "the lr schedule still spans --epochs")
-    g.add_argument("--print_args", action="store_true", help="print the resolved arguments as JSON and exit")
+    g.add_argument("--max_steps", type=int, default=0, help="stop after N steps (0: all epochs; the lr "
+                   "schedule still spans --epochs)")
+    g.add_argument("--print_args", action="store_true", help="print the resolved arguments as JSON, exit")
     g = p.add_argument_group("optimization")
-    g.add_argument("--epochs", type=int, default=100, help="training epochs (the cosine schedule spans them)")
+    g.add_argument("--epochs", type=int, default=100, help="training epochs (the cosine spans them)")
     g.add_argument("--warmup_epochs", type=float, default=5, help="linear lr warmup from 0, then cosine")
-    g.add_argument("--batch_size", type=int, default=64, help="per process (GPU); effective = batch_size x accum_iter x world")
+    g.add_argument("--batch_size", type=int, default=64, help="per process; x accum_iter x world = effective")
     g.add_argument("--accum_iter", type=int, default=1, help="gradient accumulation steps")
     g.add_argument("--blr", type=float, default=1e-3, help="peak lr at a total batch of --lr_batch")
-    g.add_argument("--lr_batch", type=int, default=256, help="batch size --blr refers to (MAE: 256; FT-CLIP, MaskDistill: 2048)")
+    g.add_argument("--lr_batch", type=int, default=256, help="the batch of --blr (MAE 256, MaskDistill 2048)")
     g.add_argument("--lr", type=float, default=None, help="absolute peak lr (overrides blr scaling)")
     g.add_argument("--min_lr", type=float, default=0.0, help="lr at the end of the cosine")
     g.add_argument("--weight_decay", type=float, default=0.05, help="AdamW decoupled weight decay")
@@ -83,15 +80,11 @@ def common_parser(description):
     return p
 
 
-def world_size_from_env():
-    return int(os.environ.get("WORLD_SIZE", 1))
-
-
 def parse_args(parser, presets, argv=None, script="run", resolve=None):
-    """Resolve `--model`'s preset as defaults, the command line on top, then the effective batch and lr, then
-    the script's own `resolve(args, parser)` (e.g. a mask count from a ratio). `--print_args` prints the
-    result as one JSON object and exits. `--model X --help` shows X's values as the defaults."""
-    pre = argparse.ArgumentParser(add_help=False)            # --model alone, so -h is answered after the preset
+    """Resolve `--model`'s preset as defaults, the command line on top, then the effective batch and lr,
+    then the script's own `resolve(args, parser)` (e.g. a mask count from a ratio). `--print_args` prints
+    the result as one JSON object and exits. `--model X --help` shows X's values as the defaults."""
+    pre = argparse.ArgumentParser(add_help=False)           # --model alone: -h answers after the preset
     pre.add_argument("--model")
     model = pre.parse_known_args(argv)[0].model
     if model is not None:
@@ -101,7 +94,7 @@ def parse_args(parser, presets, argv=None, script="run", resolve=None):
     args = parser.parse_args(argv)
     args.betas = tuple(args.betas)
     check_args(args, parser)
-    args.world_size = world_size_from_env()
+    args.world_size = int(os.environ.get("WORLD_SIZE", 1))
     args.eff_batch_size = args.batch_size * args.accum_iter * args.world_size
     if args.lr is None:                                      # MAE App. A.1: lr = blr x batch / 256
         args.lr = args.blr * args.eff_batch_size / args.lr_batch
@@ -119,11 +112,11 @@ def parse_args(parser, presets, argv=None, script="run", resolve=None):
 
 
 def check_args(args, parser):
-    """The common flags' valid ranges, checked at parse time: one line naming the flag (parser.error), never a
-    traceback from deep inside a DataLoader or a reshape. The scripts check their own flags in `resolve`."""
-    at_least = {"batch_size": 1, "accum_iter": 1, "epochs": 1, "lr_batch": 1, "save_every": 1, "keep_ckpts": 1,
-                "log_every": 1, "max_steps": 0, "num_workers": 0, "num_train": 1, "num_val": 1,
-                "warmup_epochs": 0, "blr": 0, "lr": 0, "min_lr": 0, "weight_decay": 0}
+    """The common flags' ranges, checked at parse time: one line naming the flag (parser.error), never
+    a traceback from inside a DataLoader or a reshape. The scripts check their own flags in `resolve`."""
+    at_least = {"batch_size": 1, "accum_iter": 1, "epochs": 1, "lr_batch": 1, "save_every": 1,
+                "keep_ckpts": 1, "log_every": 1, "max_steps": 0, "num_workers": 0, "num_train": 1,
+                "num_val": 1, "warmup_epochs": 0, "blr": 0, "lr": 0, "min_lr": 0, "weight_decay": 0}
     for name, low in at_least.items():
         value = getattr(args, name, None)
         if value is not None and value < low:
@@ -135,7 +128,7 @@ def check_args(args, parser):
 
 
 def check_img_size(parser, img_size, patch_size, flag="--img_size"):
-    """A ViT cuts the image into whole patches: the resolution must be a positive multiple of the patch size."""
+    """A ViT cuts the image into whole patches: the resolution must be a multiple of the patch size."""
     if img_size < patch_size or img_size % patch_size:
         lo = max(patch_size, img_size // patch_size * patch_size)
         parser.error(f"{flag} {img_size} is not a multiple of the patch size {patch_size}; "
@@ -143,7 +136,6 @@ def check_img_size(parser, img_size, patch_size, flag="--img_size"):
 
 
 # ----------------------------------------------------------------------------- setup
-
 
 @dataclass
 class Context:
@@ -153,24 +145,15 @@ class Context:
     device: torch.device
     precision: str          # bf16 | fp16 | fp32
 
-    @property
-    def distributed(self):
-        return self.world_size > 1
+    distributed = property(lambda self: self.world_size > 1)
+    is_master = property(lambda self: self.rank == 0)
 
-    @property
-    def is_master(self):
-        return self.rank == 0
-
-    def autocast(self):
-        """bf16 (or fp16) autocast on CUDA; a no-op on CPU in fp32."""
-        if self.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+    def autocast(self):                 # bf16 (or fp16) autocast on CUDA; a no-op in fp32 on the CPU
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        return torch.autocast(device_type=self.device.type, dtype=dtype) if dtype else nullcontext()
 
 
-def print0(*args, **kwargs):
-    """print on rank 0 only (no patching of builtins.print, unlike MAE's setup_for_distributed)."""
+def print0(*args, **kwargs):        # rank 0 only, without patching print (MAE's setup_for_distributed)
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(*args, **kwargs, flush=True)
 
@@ -184,18 +167,18 @@ def seed_everything(*keys):
 
 
 def setup(args):
-    """Single process, or one process per GPU/CPU worker under torchrun. Returns a Context and makes
-    --output_dir (with args.json) on rank 0."""
+    """One process, or one per GPU / CPU worker under torchrun -> a Context; rank 0 makes --output_dir."""
     want = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if want == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
-    rank, local_rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), world_size_from_env()
+    rank, local_rank, world = (int(os.environ.get(k, d)) for k, d in
+                               [("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)])
     if world > 1:
         dist.init_process_group(backend="nccl" if want == "cuda" else "gloo")
     device = torch.device(f"cuda:{local_rank}" if want == "cuda" else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True         # fp32 matmuls that remain (e.g. the EMA eval) use TF32
+        torch.backends.cuda.matmul.allow_tf32 = True   # fp32 matmuls that remain (e.g. the EMA eval) use TF32
         torch.backends.cudnn.allow_tf32 = True
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     if args.compile is None:
@@ -210,18 +193,18 @@ def setup(args):
         with open(os.path.join(args.output_dir, "args.json"), "w") as f:
             json.dump({**vars(args), "versions": versions()}, f, indent=2, sort_keys=True)
     print0(f"[engine] {world} process(es), device {device}, precision {precision}, compile {args.compile}; "
-           f"effective batch {args.eff_batch_size} = {args.batch_size} x {args.accum_iter} accum x {world} proc; "
-           f"peak lr {args.lr:.3g} (= blr {args.blr:.3g} x {args.eff_batch_size} / {args.lr_batch})")
+           f"effective batch {args.eff_batch_size} = {args.batch_size} x {args.accum_iter} accum x {world} "
+           f"proc; peak lr {args.lr:.3g} (= blr {args.blr:.3g} x {args.eff_batch_size} / {args.lr_batch})")
     return ctx
 
 
 # What the scripts write into --output_dir (--overwrite removes these, and only these).
-RUN_FILES = ("args.json", "metrics.jsonl", "checkpoint-*.pt", "checkpoint-best.pt", "encoder*.pt", "summary.json",
-             "eval.json", "recon_epoch*.png")
+RUN_FILES = ("args.json", "metrics.jsonl", "checkpoint-*.pt", "checkpoint-best.pt", "encoder*.pt",
+             "summary.json", "eval.json", "recon_epoch*.png")
 
 
 def finish(args, ctx, files):
-    """The run's last line: the folder and the files a user looks at next (globs: the last match); then cleanup."""
+    """The run's last line: the folder and the files to look at next (globs: the last match); cleanup."""
     if ctx.is_master:
         found = [sorted(glob.glob(os.path.join(args.output_dir, f)))[-1:] for f in files]
         names = [os.path.basename(f[0]) for f in found if f]
@@ -229,19 +212,18 @@ def finish(args, ctx, files):
     cleanup()
 
 
-def versions():
-    out = {"python": sys.version.split()[0], "torch": str(torch.__version__)}
-    for name in ["torchvision", "timm", "open_clip", "numpy"]:
+def versions():                                    # for args.json and checkpoints (informational)
+    out = {"python": sys.version.split()[0]}
+    for name in ["torch", "torchvision", "timm", "open_clip", "numpy"]:
         try:
             out[name] = str(__import__(name).__version__)
-        except Exception:                                    # noqa: BLE001 - versions are informational only
+        except Exception:                          # noqa: BLE001
             pass
     return out
 
 
 def make_scaler(ctx):
-    """fp16 only: a GradScaler (loss scaling, as the official MAE / FT-CLIP fp16 code), else None. bf16 has fp32's
-    exponent range and needs none. Pass it to train_one_epoch, save_checkpoint and resume."""
+    """fp16: a GradScaler (loss scaling, as the official MAE / FT-CLIP code); bf16 needs none: None."""
     if ctx.precision != "fp16":
         return None
     print0("[engine] fp16: dynamic loss scaling (GradScaler); steps whose gradients overflow are skipped")
@@ -257,7 +239,7 @@ def wrap_model(model, ctx, args):
 
 
 def cleanup():
-    if dist.is_initialized():
+    if dist.is_initialized():                 # every rank done, then the process group closes
         dist.barrier()
         dist.destroy_process_group()
 
@@ -270,26 +252,22 @@ def all_reduce_sum(t):
 
 # ----------------------------------------------------------------------------- data loaders
 
-
-def steps_per_epoch(loader, dataset, args):
-    n = len(loader) // args.accum_iter
-    if n == 0:
-        raise SystemExit(f"{len(dataset)} images is less than one step of {args.eff_batch_size}; lower --batch_size")
-    return n
-
-
 def train_loader(dataset, args, ctx, collate_fn=None):
-    """Shuffled, drop_last, a DistributedSampler even for one process so the order is a pure function of
-    (seed, epoch): call `loader.sampler.set_epoch(epoch)` (train_one_epoch does)."""
+    """(loader, optimizer steps per epoch). Shuffled, drop_last, a DistributedSampler even for one
+    process: the order is a function of (seed, epoch) only (train_one_epoch calls set_epoch)."""
     sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                                   shuffle=True, seed=args.seed, drop_last=True)
-    return torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True,
-                                       num_workers=args.num_workers, pin_memory=ctx.device.type == "cuda",
-                                       collate_fn=collate_fn, persistent_workers=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True,
+                                         num_workers=args.num_workers, pin_memory=ctx.device.type == "cuda",
+                                         collate_fn=collate_fn, persistent_workers=False)
+    if len(loader) < args.accum_iter:
+        raise SystemExit(f"{len(dataset)} images is less than one step of {args.eff_batch_size}; lower "
+                         f"--batch_size")
+    return loader, len(loader) // args.accum_iter
 
 
 def eval_loader(dataset, args, ctx, batch_size=None):
-    """Each rank takes indices rank, rank+world, ... (no padding duplicates); sum the counts with all_reduce_sum."""
+    """Each rank takes indices rank, rank+world, ... (no padding duplicates); sum counts: all_reduce_sum."""
     part = torch.utils.data.Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
     return torch.utils.data.DataLoader(part, batch_size=batch_size or args.batch_size, shuffle=False,
                                        num_workers=args.num_workers, pin_memory=ctx.device.type == "cuda")
@@ -297,12 +275,11 @@ def eval_loader(dataset, args, ctx, batch_size=None):
 
 # ----------------------------------------------------------------------------- optimizer and schedule
 
-
 def param_groups(model, weight_decay, lr_scale_of=None):
-    """AdamW groups. No weight decay for 1-D params (norms, layer scale), biases, and the names the model's
-    `no_weight_decay()` returns: vit.ViT's pos_embed, cls_token, mask_token (fine-tuning); MaskDistill's pos_embed,
-    cls_token (its mask token IS decayed, as BEiT v2 / EVA-01); MAE's none (main_pretrain.py). `lr_scale_of(name) -> (layer_id, scale)`
-    adds layer-wise lr scales (finetune.param_groups_lrd); the schedule multiplies them in every step."""
+    """AdamW groups, no decay for 1-D params (norms, layer scale), biases and the names the model's
+    `no_weight_decay()` gives: vit.ViT's pos_embed, cls_token, mask_token; MaskDistill's pos_embed,
+    cls_token (its mask token IS decayed, as BEiT v2 / EVA-01); MAE's none (main_pretrain.py).
+    `lr_scale_of(name) -> (layer_id, scale)`: layer-wise lr decay, applied at every step (set_lr)."""
     skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     groups = {}
     for name, p in model.named_parameters():
@@ -320,12 +297,10 @@ def param_groups(model, weight_decay, lr_scale_of=None):
 
 
 def lr_at(step, total_steps, warmup_steps, lr, min_lr):
-    """Linear warmup from 0, then half-cycle cosine to min_lr, evaluated per optimizer step (MAE lr_sched.py)."""
+    """Linear warmup from 0, then a half-cycle cosine to min_lr, per optimizer step (MAE lr_sched.py)."""
     if step < warmup_steps:
         return lr * step / warmup_steps
-    if step >= total_steps:
-        return min_lr
-    t = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    t = min(1.0, (step - warmup_steps) / max(total_steps - warmup_steps, 1))     # 1 from the end on
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
@@ -338,7 +313,6 @@ class LARS(torch.optim.Optimizer):
     """LARS (You et al. 2017) as MAE's util/lars.py has it for linear probing (MAE App. A.1, Table 10):
     SGD with momentum whose update of each weight matrix (ndim > 1) is rescaled by the trust ratio
     trust * ||w|| / ||g + wd w||; biases and norms (ndim <= 1) get neither weight decay nor the ratio."""
-
     def __init__(self, params, lr=0.0, weight_decay=0.0, momentum=0.9, trust_coefficient=0.001):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
                                       trust_coefficient=trust_coefficient))
@@ -346,11 +320,9 @@ class LARS(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
+            for p in [p for p in g["params"] if p.grad is not None]:
                 dp = p.grad
-                if p.ndim > 1:
+                if p.ndim > 1:                              # a weight matrix: decay, then the trust ratio
                     dp = dp.add(p, alpha=g["weight_decay"])
                     w_norm, u_norm = torch.norm(p), torch.norm(dp)
                     one = torch.ones_like(w_norm)
@@ -363,10 +335,8 @@ class LARS(torch.optim.Optimizer):
 
 # ----------------------------------------------------------------------------- the training loop
 
-
 class MetricsLog:
     """Appends one JSON object per line to <output_dir>/metrics.jsonl on rank 0."""
-
     def __init__(self, output_dir, ctx):
         self.path = os.path.join(output_dir, "metrics.jsonl") if ctx.is_master else None
 
@@ -376,22 +346,20 @@ class MetricsLog:
                 f.write(json.dumps(row) + "\n")
 
 
-def train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log, *, model=None, ema=None,
-                    scaler=None):
-    """One epoch of optimizer steps; returns the mean loss. `loss_fn(train_model, batch) -> (loss, extras)`
-    with `extras` a dict of floats to log. Stops (SystemExit) on a non-finite loss before any update or save,
-    so the last checkpoint on disk is the last good one. `model` is the unwrapped module for `ema.update`."""
-    seed_everything(args.seed, ctx.rank, epoch)             # exact resume: this epoch's RNG depends on nothing earlier
+def train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log, *, model=None,
+                    ema=None, scaler=None):
+    """One epoch of optimizer steps; returns the mean loss. `loss_fn(train_model, batch) -> (loss,
+    extras)`, extras a dict of floats to log. Stops (SystemExit) on a non-finite loss before any update
+    or save: the last checkpoint on disk is the last good one. `model`: the unwrapped one, for the EMA."""
+    seed_everything(args.seed, ctx.rank, epoch)    # exact resume: this epoch's RNG depends on nothing earlier
     if hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch)
     steps_per_epoch = len(loader) // args.accum_iter
     total_steps, warmup_steps = args.epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch)
     train_model.train()
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    bar = None
-    if ctx.is_master:
-        from tqdm import tqdm
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", dynamic_ncols=True, leave=False, file=sys.stderr)
+    bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", dynamic_ncols=True, leave=False,
+               file=sys.stderr) if ctx.is_master else None
     batches, losses, t0, skipped_steps = iter(loader), [], time.perf_counter(), 0
     for i in range(steps_per_epoch):
         step = epoch * steps_per_epoch + i                  # global optimizer step
@@ -412,15 +380,15 @@ def train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, l
             loss_sum += loss.detach().float()
         loss_value = all_reduce_sum(loss_sum / args.accum_iter / ctx.world_size).item()   # same on every rank
         if not math.isfinite(loss_value):
-            raise SystemExit(f"[engine] loss is {loss_value} at epoch {epoch} step {step}; stopping without an update "
-                             f"or a save (the last checkpoint in {args.output_dir} is the last good one). "
-                             f"Try a lower --blr/--lr, --clip_grad, or --precision fp32.")
+            raise SystemExit(f"[engine] loss is {loss_value} at epoch {epoch} step {step}; stopping without "
+                             f"an update or a save (the last checkpoint in {args.output_dir} is the last "
+                             f"good one). Try a lower --blr/--lr, --clip_grad, or --precision fp32.")
         if scaler is not None:
-            scaler.unscale_(optimizer)                      # clip (and log) the true gradients, not the scaled ones
+            scaler.unscale_(optimizer)                # clip (and log) the true gradients, not the scaled ones
         grad_norm = torch.nn.utils.clip_grad_norm_(params, args.clip_grad) if args.clip_grad else None
         if scaler is not None:
-            # fp16: inf/nan in the gradients = the loss scale overflowed, not divergence (the loss was finite):
-            # the scaler skips optimizer.step and halves the scale; the run goes on (MAE's NativeScaler does the same)
+            # fp16: inf / nan gradients = the loss scale overflowed, not divergence (the loss was finite):
+            # the scaler skips the step and halves the scale; the run goes on (as MAE's NativeScaler)
             scale = scaler.get_scale()
             scaler.step(optimizer)
             scaler.update()
@@ -428,16 +396,18 @@ def train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, l
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if ema is not None:     # after every step, a skipped one too, as timm.utils.ModelEma in FT-CLIP / BEiT v2
+        # after every step, a skipped one too, as timm.utils.ModelEma in FT-CLIP / BEiT v2
+        if ema is not None:
             ema.update(model)
         losses.append(loss_value)
         ips = (i + 1) * args.eff_batch_size / (time.perf_counter() - t0)     # images/s since the epoch began
         if (step + 1) % args.log_every == 0 or i == steps_per_epoch - 1:
-            row = {"step": step + 1, "epoch": epoch, "loss": loss_value, "lr": lr, "img_s": round(ips, 1), **extras}
+            row = {"step": step + 1, "epoch": epoch, "loss": loss_value, "lr": lr, "img_s": round(ips, 1),
+                   **extras}
             if grad_norm is not None and math.isfinite(float(grad_norm)):     # inf on an fp16 overflow step
                 row["grad_norm"] = float(grad_norm)
             if scaler is not None:
-                row.update(loss_scale=scaler.get_scale(), skipped_steps=skipped_steps)      # this epoch's so far
+                row.update(loss_scale=scaler.get_scale(), skipped_steps=skipped_steps)   # this epoch's so far
             log.log(**row)
         if bar is not None:
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.0f}", refresh=False)
@@ -447,23 +417,17 @@ def train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, l
     return sum(losses) / max(len(losses), 1)
 
 
-def finished(args, epoch, steps_per_epoch):
-    """True when --max_steps is reached by the end of `epoch`."""
-    return bool(args.max_steps) and (epoch + 1) * steps_per_epoch >= args.max_steps
-
-
 def end_of_epoch(args, epoch, steps_per_epoch):
-    """(optimizer steps done by the end of `epoch`, checkpoint now?, run finished?): a checkpoint every --save_every
-    epochs, at the last epoch, and when --max_steps ends the run early."""
-    done = finished(args, epoch, steps_per_epoch)
+    """(optimizer steps done by the end of `epoch`, checkpoint now?, run finished?): a checkpoint every
+    --save_every epochs, at the last epoch, and when --max_steps ends the run early."""
+    done = bool(args.max_steps) and (epoch + 1) * steps_per_epoch >= args.max_steps
     step = min((epoch + 1) * steps_per_epoch, args.max_steps or 10 ** 12)
     return step, (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs or done, done
 
 
 @torch.no_grad()
 def evaluate(model, loader, ctx):
-    """(top-1 %, top-5 %) of a classifier over the whole eval split: each rank counts its share
-    (eval_loader), the counts are summed."""
+    """(top-1 %, top-5 %) of a classifier on the eval split; each rank counts its share (eval_loader)."""
     was_training = model.training
     model.eval()
     counts = torch.zeros(3, dtype=torch.float64, device=ctx.device)   # top-1 hits, top-5 hits, images
@@ -482,16 +446,14 @@ def evaluate(model, loader, ctx):
 
 # ----------------------------------------------------------------------------- checkpoints
 
-
-def write_json(ctx, path, obj):
-    """A small JSON file (summary.json, eval.json), on rank 0."""
+def write_json(ctx, path, obj):                      # summary.json, eval.json: rank 0
     if ctx.is_master:
         with open(path, "w") as f:
             json.dump(obj, f, indent=2)
 
 
 def atomic_save(obj, path):
-    """torch.save to a temp file in the same folder, then rename: a crash never leaves a half-written file."""
+    """torch.save to a temp file, then rename: a crash never leaves a half-written file."""
     tmp = path + ".tmp"
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -519,14 +481,14 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(args, ctx, epoch, model, optimizer, *, step, scaler=None, ema=None, extra=None, name=None):
+def save_checkpoint(args, ctx, epoch, model, optimizer, *, step, scaler=None, ema=None, extra=None,
+                    name=None):
     """Rank 0 writes `checkpoint-{epoch:04d}.pt` (or `name`) atomically and prunes old epoch checkpoints."""
     if ctx.is_master:
         obj = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-               "scaler": scaler.state_dict() if scaler is not None else None,
-               "ema": ema.state_dict() if ema is not None else None,
-               "epoch": epoch, "step": step, "args": plain(vars(args)), "rng": rng_state(),
-               "versions": versions(), "extra": plain(extra or {})}
+               "scaler": scaler and scaler.state_dict(), "ema": ema and ema.state_dict(), "epoch": epoch,
+               "step": step, "args": plain(vars(args)), "rng": rng_state(), "versions": versions(),
+               "extra": plain(extra or {})}
         atomic_save(obj, os.path.join(args.output_dir, name or f"checkpoint-{epoch:04d}.pt"))
         if name is None:
             for old in list_checkpoints(args.output_dir)[:-args.keep_ckpts]:
@@ -542,12 +504,10 @@ def list_checkpoints(output_dir):
 
 
 class UnreadableCheckpoint(SystemExit):
-    """A file torch.load cannot read (truncated by a full disk or a killed copy, or not a checkpoint): a
-    SystemExit with one line naming the file, so `--init` / `--teacher` end cleanly; `resume` catches it."""
+    """A file torch.load cannot read (truncated, or not a checkpoint): one line naming it."""
 
 
-# What official checkpoints pickle besides tensors: facebookresearch/mae's and BEiT's `args` (a Namespace).
-SAFE_GLOBALS = [argparse.Namespace]
+SAFE_GLOBALS = [argparse.Namespace]         # what official MAE / BEiT checkpoints pickle: their `args`
 
 
 def load_file(path, flag=None):
@@ -584,7 +544,7 @@ def state_dict_mismatch(model, state, show=3):
 
 
 def resume(args, model, optimizer, *, scaler=None, ema=None):
-    """`--resume auto`: the latest checkpoint in --output_dir (fresh start if none; an unreadable one is skipped
+    """`--resume auto`: the latest checkpoint in --output_dir (fresh if none; an unreadable one is skipped
     with a warning for the one before it, which --keep_ckpts 2 keeps); `--resume PATH`: that file.
     Restores model, optimizer, scaler, EMA and RNG. Returns (start_epoch, extra dict)."""
     if not args.resume:
@@ -594,47 +554,47 @@ def resume(args, model, optimizer, *, scaler=None, ema=None):
         if not found:
             print0(f"[engine] --resume auto: no checkpoint in {args.output_dir}, starting fresh")
             return 0, {}
-        ckpt = None
         for path in reversed(found):
             try:
                 ckpt = load_file(path)
                 break
             except UnreadableCheckpoint:
-                print0(f"[engine] WARNING: --resume auto: {path} is unreadable (truncated?); trying the one before it")
-        if ckpt is None:
-            raise SystemExit(f"--resume auto: none of the {len(found)} checkpoint(s) in {args.output_dir} is readable; "
-                             f"delete them to start fresh, or use another --output_dir")
+                print0(f"[engine] WARNING: --resume auto: {path} is unreadable (truncated?); trying the one "
+                       f"before it")
+        else:
+            raise SystemExit(f"--resume auto: none of the {len(found)} checkpoint(s) in {args.output_dir} is "
+                             f"readable; delete them to start fresh, or use another --output_dir")
     else:
         path = args.resume
         try:
             ckpt = load_file(path)
         except UnreadableCheckpoint as e:
-            raise SystemExit(f"{e}; or resume from an earlier checkpoint-*.pt of that run (--resume auto skips "
-                             f"unreadable ones)") from None
+            raise SystemExit(f"{e}; or resume from an earlier checkpoint-*.pt of that run (--resume auto "
+                             f"skips unreadable ones)") from None
     mismatch = state_dict_mismatch(model, ckpt["model"])
     if mismatch:
         saved = ckpt.get("args", {}).get("model", "?")
-        raise SystemExit(f"checkpoint {path} (--model {saved}) does not fit --model {args.model}: {mismatch}; "
-                         f"resume with the same --model and architecture flags, or use a new --output_dir")
+        raise SystemExit(f"checkpoint {path} (--model {saved}) does not fit --model {args.model}: "
+                         f"{mismatch}; resume with the same --model and architecture flags, or use a new "
+                         f"--output_dir")
     model.load_state_dict(ckpt["model"])
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
-    except ValueError as e:                                  # other parameter groups: e.g. another --freeze_blocks
-        raise SystemExit(f"checkpoint {path}: the optimizer state does not fit this run's parameter groups ({e}); "
-                         f"resume with the flags the checkpoint was trained with") from None
+    except ValueError as e:                             # other parameter groups: e.g. another --freeze_blocks
+        raise SystemExit(f"checkpoint {path}: the optimizer state does not fit this run's parameter groups "
+                         f"({e}); resume with the flags the checkpoint was trained with") from None
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
     if ema is not None and ckpt.get("ema"):
         ema.load_state_dict(ckpt["ema"])
     set_rng_state(ckpt["rng"])
-    args.resumed_from = path                                # the scripts' start-up line names where the weights came from
+    args.resumed_from = path                    # the scripts' start-up line names where the weights came from
     print0(f"[engine] resumed from {path} (epoch {ckpt['epoch']} done, step {ckpt['step']})")
     return ckpt["epoch"] + 1, ckpt.get("extra", {})
 
 
 def save_encoder(path, encoder, vit_config, source, args):
-    """The pre-trained encoder alone, as finetune.py (`--init`) and maskdistill.py (`--teacher`) load it:
+    """The pre-trained encoder alone, as finetune.py --init and maskdistill.py --teacher load it:
     {"model": vit.py-named state dict, "vit_config": ViTConfig fields, "source": script, "args": ...}."""
-    from dataclasses import asdict
     atomic_save({"model": encoder.state_dict(), "vit_config": asdict(vit_config), "source": source,
                  "args": plain(vars(args))}, path)

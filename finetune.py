@@ -1,36 +1,26 @@
 """CLIP Itself is a Strong Fine-tuner (Dong et al., arXiv 2212.06138, "FT-CLIP") in one file, with
-the fine-tuning and linear-probe protocols that MAE (arXiv 2111.06377) and MaskDistill
-(arXiv 2210.10615) evaluate with.
+the fine-tuning and linear-probe protocols of MAE (arXiv 2111.06377) and MaskDistill (2210.10615).
 
-  FT-CLIP §2.1, Table 10  OpenAI CLIP's image tower minus ln_post / proj; head = LayerNorm on each
-                          patch token, mean, Linear (init x 0.001) (vit.ViT.pool_patches,
-                          `init_head`); patch conv frozen (its code); layer-wise lr decay
-                          (`layer_id`, `param_groups_lrd`); EMA 0.9998 at batch 2048 (ema.py, Table 3)
-                          evaluated beside the raw model, headline = best EMA top-1; RandAug,
-                          smoothing, no mixup (presets clip_b16, clip_l14; its code's 384 / 336 runs:
-                          clip_b16_384, clip_l14_336)
-  FT-CLIP Fig. 3          partial fine-tuning, --freeze_blocks k (MAE Fig. 9 is the same protocol)
-  MAE App. A.1            fine-tuning an MAE encoder (FINETUNE.md recipes, vit_*_patch*: mean pool
-                          + fc_norm, mixup / cutmix, drop path, crop 0.875) and linear probing
-                          (Table 10, *_linprobe: BatchNorm without affine + Linear on the cls, LARS)
-  MaskDistill App. B, C   fine-tuning its student (maskdistill_vit_*): q/v bias, layer scale, and the
-                          shared relative-position table copied into one table per block, as BEiT v2
-                          does (App. B "shared relative positional embeddings ✗"; the default for
-                          any encoder with one, --shared_rel_pos_bias keeps one)
-Not here: DeepSpeed (torch autocast: bf16, or --precision fp16 with a GradScaler), FT-CLIP Table 13's
-3Aug / AugMix, MAE's dist_eval padding.
+  FT-CLIP §2.1, Table 10  CLIP's image tower minus ln_post / proj; head = LayerNorm on each patch
+                          token, mean, Linear x 0.001 (vit.ViT.pool_patches, `init_head`); patch conv
+                          frozen (its code); layer-wise lr decay (`layer_id`, `param_groups_lrd`);
+                          EMA 0.9998 at batch 2048 (ema.py, Table 3) evaluated beside the raw model;
+                          RandAug, smoothing, no mixup (presets clip_b16, clip_l14, clip_b16_384, ...)
+  FT-CLIP Fig. 3          partial fine-tuning, --freeze_blocks k (MAE Fig. 9)
+  MAE App. A.1            fine-tuning (FINETUNE.md recipes vit_*_patch*: mean pool + fc_norm, mixup,
+                          drop path) and linear probing (Table 10, *_linprobe: BN without affine +
+                          Linear on the frozen cls feature, LARS)
+  MaskDistill App. B, C   fine-tuning its student (maskdistill_vit_*); a shared relative-position
+                          table becomes one per block (BEiT v2). Not here: DeepSpeed, 3Aug / AugMix.
 
-Run (CPU, built-in data, 10 classes; a few minutes each on 2 cores):
-    python mae.py --model mae_vit_mini                                  # pre-train, then fine-tune it:
+Run (CPU, built-in data, minutes on 2 cores), after `python mae.py --model mae_vit_mini`:
     python finetune.py --model vit_mini --init runs/mae_mae_vit_mini/encoder.pt
     python finetune.py --model vit_mini_linprobe --init runs/mae_mae_vit_mini/encoder.pt
-Real runs (FT-CLIP: total batch 2048 = 8 GPUs x 256 for B, 8 x 64 x accum 4 for L; MAE: 1024):
+Real runs (FT-CLIP: total batch 2048 = 8 GPUs x 256 for B; MAE: 1024):
     torchrun --nproc_per_node=8 finetune.py --model clip_b16 --data /path/to/imagenet
-    torchrun --nproc_per_node=8 finetune.py --model vit_base_patch16 --init mae_pretrain_vit_base.pth \\
+    torchrun --nproc_per_node=8 finetune.py --model vit_base_patch16 --init mae_pretrain_vit_base.pth \
         --accum_iter 4 --data /path/to/imagenet
-Use the result: --init a checkpoint (its EMA when the run selected by EMA), or export it for timm:
-    python weights.py export runs/finetune_clip_b16/checkpoint-best.pt --out clip_b16_ft.pth
-
+Then --init a checkpoint (its EMA if its run selected by EMA) or `python weights.py export CKPT`.
 Shape legend: B batch, C channels, N patches, D width, K classes.
 """
 import argparse
@@ -51,7 +41,6 @@ from weights import (check_encoder_size, load_clip_state_dict, load_pretrained, 
                      read_init, vit_config_of)
 
 # ----------------------------------------------------------------------------- the FT-CLIP recipe
-
 
 def layer_id(name, depth):
     """BEiT / MAE rule (MAE util/lr_decay.py, FT-CLIP optim_factory.py): the embeddings are layer 0
@@ -77,9 +66,8 @@ def param_groups_lrd(model, weight_decay, layer_decay):
 
 
 def init_head(head, std, scale):
-    """MAE: trunc-normal(2e-5), bias 0. FT-CLIP / BEiT: trunc-normal(0.02) and PyTorch's default
-    bias, both x 0.001. Either way the classifier starts near zero: all logits about equal, loss
-    about ln K."""
+    """MAE: trunc-normal(2e-5), bias 0. FT-CLIP / BEiT: trunc-normal(0.02) and PyTorch's default bias,
+    both x 0.001. Either way the classifier starts near zero: logits about equal, loss about ln K."""
     nn.init.trunc_normal_(head.weight, std=std)
     if scale == 1.0:
         nn.init.zeros_(head.bias)
@@ -125,7 +113,6 @@ def build_model(args, num_classes, load_clip=True):
     return model
 
 
-# What an encoder.pt's `vit_config` decides; the recipe decides the rest (size, pooling, head, ...).
 ARCH_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim", "norm_eps", "act",
                "qkv_bias", "qv_bias", "patch_bias", "norm_pre", "rel_pos_bias", "layer_scale",
                "pos_embed")
@@ -133,7 +120,8 @@ ARCH_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim", "norm
 
 def encoder_config(args):
     """(ViTConfig fields, --init state dict or None): --arch's preset with the BEiT switches given on
-    the command line; an --init encoder.pt brings its own variant fields, never another size."""
+    the command line; an --init encoder.pt brings its own ARCH_FIELDS (never another size); the
+    recipe decides the rest (pooling, head, drop path, ...)."""
     cfg = dict(VIT_PRESETS[args.arch])
     cfg.update({k: getattr(args, k) for k in ("qv_bias", "rel_pos_bias", "layer_scale")
                 if getattr(args, k) is not None})
@@ -151,8 +139,7 @@ def encoder_config(args):
     return cfg, state
 
 
-def build_optimizer(model, args):
-    # linear probe: only the head trains, layer depth + 1 (scale 1): one lr, as MAE main_linprobe
+def build_optimizer(model, args):    # a linear probe trains the head only: one lr (main_linprobe)
     groups = param_groups_lrd(model, args.weight_decay, args.layer_decay)
     if args.optimizer == "lars":
         return engine.LARS(groups, lr=args.lr, weight_decay=args.weight_decay)
@@ -189,8 +176,7 @@ _MAE_FT = dict(_FT_CLIP, pretrained="", global_pool="avg", head_init_std=2e-5, h
 _MASKDISTILL_FT = dict(_MAE_FT, lr_batch=1024, batch_size=128, head_init_std=0.02,
                        head_init_scale=1e-3, qv_bias=True, rel_pos_bias=True)
 # MAE App. A.1 Table 10 / main_linprobe.py: cls token after the final norm, BN + Linear, LARS, blr
-# 0.1 at 16384 (32 GPUs x 512), wd 0, warmup 10, 90 epochs (L/H 50), min lr 0, crop + flip only,
-# no smoothing, no drop path.
+# 0.1 at 16384 (32 GPUs x 512), wd 0, warmup 10, 90 epochs (L/H 50), crop + flip only.
 _MAE_LINPROBE = dict(_MAE_FT, linprobe=True, global_pool="token", head_init_std=0.01, optimizer="lars",
                      blr=0.1, batch_size=512, layer_decay=1.0, weight_decay=0.0, epochs=90,
                      warmup_epochs=10, min_lr=0.0, aa="", reprob=0.0, mixup=0.0, cutmix=0.0,
@@ -210,9 +196,8 @@ PRESETS = {
     "vit_base_patch16": dict(_MAE_FT, arch="vit_base_patch16"),
     "vit_large_patch16": dict(_MAE_FT, arch="vit_large_patch16", blr=1e-3, layer_decay=0.75,
                               epochs=50, drop_path=0.2),
-    # FINETUNE.md runs H on 64 GPUs x 16 (= 1024, as B and L)
     "vit_huge_patch14": dict(_MAE_FT, arch="vit_huge_patch14", blr=1e-3, layer_decay=0.75,
-                             epochs=50, drop_path=0.3, batch_size=16),
+                             epochs=50, drop_path=0.3, batch_size=16),    # 64 GPUs x 16 = 1024
     # NOTE(paper): §4.1's text gives L layer decay 0.75; App. C's table (used here) gives 0.8.
     "maskdistill_vit_base_patch16": dict(_MASKDISTILL_FT, arch="vit_base_patch16", blr=5e-4,
                                          epochs=100, warmup_epochs=20, layer_decay=0.65,
@@ -226,11 +211,8 @@ PRESETS = {
     "vit_base_patch16_linprobe": dict(_MAE_LINPROBE, arch="vit_base_patch16"),
     "vit_large_patch16_linprobe": dict(_MAE_LINPROBE, arch="vit_large_patch16", epochs=50),
     "vit_huge_patch14_linprobe": dict(_MAE_LINPROBE, arch="vit_huge_patch14", epochs=50),
-    # FT-CLIP's higher resolutions (its Table 11 / README: 86.6 and 88.3) as its scripts run them:
-    # the patch conv trains there (freeze_conv1 False), positions resized bicubic 14/16 -> 24, eval
-    # crop 1.0; B/384: lr 7e-4 at 8 GPUs x 64 x accum 4 = 2048, 50 epochs, warmup 10, decay 0.6;
-    # L/336: lr 6e-4 at 24 GPUs x 20 x accum 4 = 1920 (its log: "Batch size = 1920"), 30 epochs,
-    # warmup 5, decay 0.65. EMA 0.9998 at their batch, no drop path, as at 224.
+    # FT-CLIP's 384 / 336 runs (86.6, 88.3) as its scripts: the patch conv trains, positions resized
+    # 14/16 -> 24; B: lr 7e-4 at 8 GPUs x 64 x accum 4 = 2048; L: 6e-4 at 24 x 20 x 4 = 1920 (its log).
     "clip_b16_384": dict(_FT_CLIP, arch="clip_b16", img_size=384, freeze_patch_embed=False, blr=7e-4,
                          batch_size=64, accum_iter=4),
     "clip_l14_336": dict(_FT_CLIP, arch="clip_l14", img_size=336, freeze_patch_embed=False, blr=6e-4,
@@ -257,38 +239,31 @@ def get_args(argv=None):
                              "MaskDistill protocols. Export for timm: python weights.py export CKPT")
     g = p.add_argument_group("model and weights (FT-CLIP §2.1; MAE App. A.1)")
     g.add_argument("--arch", default="clip_b16", help=f"vit.py architecture: {', '.join(VIT_PRESETS)}")
-    g.add_argument("--img_size", type=int, default=None, help="resolution (None = the arch's); "
-                   "positions are resized (FT-CLIP's 384 / 336: --model clip_b16_384 / clip_l14_336)")
-    g.add_argument("--pretrained", default="openai", help="CLIP weights: open_clip tag (downloads "
-                   "once), a local file (state dict or OpenAI TorchScript .pt), or '' for random init")
-    g.add_argument("--init", default="", help="encoder.pt of mae.py / maskdistill.py, an official MAE "
-                   "checkpoint, or a finetune.py checkpoint")
-    g.add_argument("--init_ema", action=argparse.BooleanOptionalAction, default=None,
-                   help="--init a finetune.py checkpoint's EMA weights (None: the EMA when its run "
-                   "selected by EMA, as checkpoint-best.pt)")
+    g.add_argument("--img_size", type=int, default=None, help="resolution (None: the arch's); positions "
+                   "are resized (FT-CLIP's 384 / 336: --model clip_b16_384 / clip_l14_336)")
+    g.add_argument("--pretrained", default="openai", help="CLIP weights: open_clip tag (downloads once), "
+                   "a local file (state dict or OpenAI TorchScript .pt), or '' for random init")
+    g.add_argument("--init", default="", help="an encoder.pt (mae.py / maskdistill.py), an official MAE "
+                   "file, or a finetune.py checkpoint")
+    g.add_argument("--init_ema", action=argparse.BooleanOptionalAction, default=None, help="--init a "
+                   "checkpoint's EMA (None: its EMA when its run selected by EMA, as checkpoint-best.pt)")
     g.add_argument("--global_pool", default="ln_avg", choices=["ln_avg", "avg", "token"],
                    help="ln_avg: LN per patch then mean (FT-CLIP); avg: mean then LN (MAE); token: cls")
-    g.add_argument("--head_init_std", type=float, default=0.02, help="head trunc-normal std "
-                   "(MAE 2e-5, linprobe 0.01)")
-    g.add_argument("--head_init_scale", type=float, default=1e-3, help="head weight and bias x this "
-                   "(FT-CLIP / BEiT 0.001)")
+    g.add_argument("--head_init_std", type=float, default=0.02, help="head trunc-normal std (MAE 2e-5)")
+    g.add_argument("--head_init_scale", type=float, default=1e-3, help="head x this (FT-CLIP / BEiT 1e-3)")
     g.add_argument("--drop_path", type=float, default=0.0, help="stochastic depth (FT-CLIP Table 15: 0)")
     g.add_argument("--freeze_patch_embed", action=argparse.BooleanOptionalAction, default=True,
                    help="freeze the patch conv (FT-CLIP code at 224)")
     g.add_argument("--qv_bias", action=argparse.BooleanOptionalAction, default=None,
-                   help="BEiT q/v bias (None = the arch's; an encoder.pt's vit_config decides these)")
+                   help="BEiT q/v bias (None: the arch's; an encoder.pt decides these)")
     g.add_argument("--rel_pos_bias", action=argparse.BooleanOptionalAction, default=None,
                    help="relative position bias (MaskDistill)")
-    g.add_argument("--shared_rel_pos_bias", action=argparse.BooleanOptionalAction, default=False,
-                   help="keep one RPE table for all blocks (default: one per block, a shared one "
-                   "copied in, as BEiT v2 / MaskDistill App. B)")
-    g.add_argument("--layer_scale", type=float, default=None, help="layer scale init (MaskDistill "
-                   "App. A: 0.1 B, 1e-5 L/H)")
+    g.add_argument("--shared_rel_pos_bias", action=argparse.BooleanOptionalAction, default=False, help="keep "
+                   "one RPE table (default: one per block, as BEiT v2 / MaskDistill App. B)")
+    g.add_argument("--layer_scale", type=float, default=None, help="layer scale (App. A: 0.1 B, 1e-5 L/H)")
     g = p.add_argument_group("layer-wise lr decay and optimizer (FT-CLIP Tables 4, 5, 10; MAE 9, 10)")
-    g.add_argument("--layer_decay", type=float, default=0.6,
-                   help="lr scale = layer_decay ** (depth + 1 - layer id)")
-    g.add_argument("--optimizer", default="adamw", choices=["adamw", "lars", "sgd"],
-                   help="LARS / SGD: linear probing")
+    g.add_argument("--layer_decay", type=float, default=0.6, help="lr x layer_decay ** (depth + 1 - id)")
+    g.add_argument("--optimizer", default="adamw", choices=["adamw", "lars", "sgd"], help="LARS: probing")
     g = p.add_argument_group("augmentation and regularization (FT-CLIP Tables 6-9, 14, 16; MAE 9)")
     g.add_argument("--aa", default="rand-m9-mstd0.5-inc1", help="timm RandAugment string ('' = off)")
     g.add_argument("--reprob", type=float, default=0.25, help="RandomErasing probability (Table 7)")
@@ -299,22 +274,18 @@ def get_args(argv=None):
                    help="RandomResizedCrop area range (Table 14)")
     g.add_argument("--crop_pct", type=float, default=1.0, help="eval: resize img_size / crop_pct, "
                    "center crop (FT-CLIP 1.0; MAE 0.875)")
-    g.add_argument("--mean_std", default="clip", choices=list(MEAN_STD),
-                   help="input normalization (FT-CLIP: CLIP's)")
+    g.add_argument("--mean_std", default="clip", choices=list(MEAN_STD), help="input normalization")
     g = p.add_argument_group("EMA (FT-CLIP §2.1, Table 3)")
-    g.add_argument("--ema_decay", type=float, default=None, help="EMA decay per optimizer step, "
-                   "exactly (0 = no EMA); None: --ema_base_decay scaled to this run's batch")
-    g.add_argument("--ema_base_decay", type=float, default=0.9998, help="decay per step at a total "
-                   "batch of --lr_batch (FT-CLIP: 0.9998 at 2048), used as ema_base_decay ** "
-                   "(eff_batch / lr_batch): the same horizon in images")
+    g.add_argument("--ema_decay", type=float, default=None, help="EMA decay per step, exactly (0: no "
+                   "EMA); None: --ema_base_decay ** (eff_batch / lr_batch), the same horizon in images")
+    g.add_argument("--ema_base_decay", type=float, default=0.9998, help="decay per step at a batch of "
+                   "--lr_batch (FT-CLIP: 0.9998 at 2048)")
     g = p.add_argument_group("protocols (MAE §4.3, App. A.1; FT-CLIP Fig. 3)")
-    g.add_argument("--linprobe", action=argparse.BooleanOptionalAction, default=False,
-                   help="frozen encoder, BN + Linear on the cls feature (a *_linprobe preset has the recipe)")
-    g.add_argument("--freeze_blocks", type=int, default=0, help="freeze the embeddings and the first k blocks")
-    g.add_argument("--train_fraction", type=float, default=1.0,
-                   help="class-stratified fraction of the training labels")
-    g.add_argument("--eval_only", action="store_true",
-                   help="evaluate --resume PATH (raw + EMA) or --init; no training")
+    g.add_argument("--linprobe", action=argparse.BooleanOptionalAction, default=False, help="frozen "
+                   "encoder, BN + Linear on the cls feature (a *_linprobe preset has the recipe)")
+    g.add_argument("--freeze_blocks", type=int, default=0, help="freeze the embeddings and k first blocks")
+    g.add_argument("--train_fraction", type=float, default=1.0, help="class-stratified share of labels")
+    g.add_argument("--eval_only", action="store_true", help="evaluate --resume PATH (raw + EMA) or --init")
     return engine.parse_args(p, PRESETS, argv, script="finetune", resolve=resolve_args)
 
 
@@ -322,8 +293,7 @@ def resolve_args(args, parser):
     if args.arch not in VIT_PRESETS:
         parser.error(f"unknown --arch '{args.arch}'; choose one of: {', '.join(VIT_PRESETS)}")
     if args.pretrained and args.init:
-        parser.error("give --pretrained (CLIP weights) or --init (an encoder checkpoint), not both; "
-                     "--pretrained '' clears it")
+        parser.error("give --pretrained (CLIP) or --init (an encoder), not both; --pretrained '' clears it")
     if args.pretrained and not VIT_PRESETS[args.arch].get("norm_pre"):
         parser.error(f"--pretrained loads CLIP weights into a clip_* arch; for --arch {args.arch} use --init")
     if args.linprobe and args.global_pool != "token":   # MAE #186: a pooled head's fc_norm would be
@@ -333,9 +303,10 @@ def resolve_args(args, parser):
     if not 0 <= args.freeze_blocks <= VIT_PRESETS[args.arch].get("depth", 12):
         parser.error(f"--freeze_blocks {args.freeze_blocks} is not within 0..depth of {args.arch}")
     if args.output_dir is None and args.init:      # two fine-tunings of one --model never share a folder
-        src = os.path.splitext(os.path.basename(args.init))[0]
-        if src == "encoder" or src.startswith("checkpoint"):     # runs/<run>/encoder.pt: name the run
-            src = os.path.basename(os.path.dirname(os.path.abspath(args.init)))
+        src = os.path.splitext(os.path.basename(args.init))[0]      # runs/<run>/encoder*.pt: the run
+        if src.startswith(("encoder", "checkpoint")):
+            run = os.path.basename(os.path.dirname(os.path.abspath(args.init)))
+            src = run + src.removeprefix("encoder").removeprefix("checkpoint")
         args.output_dir = os.path.join("runs", f"finetune_{args.model}_from_{src}")
     args.crop_scale = tuple(args.crop_scale)
     arch = ViTConfig(**VIT_PRESETS[args.arch])
@@ -345,35 +316,28 @@ def resolve_args(args, parser):
     if args.ema_scaled:
         args.ema_decay = decay_for_batch(args.ema_base_decay, args.eff_batch_size, args.lr_batch)
     if not 0 <= args.ema_decay < 1:
-        flag = "--ema_base_decay" if args.ema_scaled else "--ema_decay"
-        parser.error(f"{flag} gives an EMA decay of {args.ema_decay:g}, not in [0, 1) (0 = no EMA; "
-                     f"FT-CLIP: 0.9998 at batch 2048)")
+        parser.error(f"{'--ema_base_decay' if args.ema_scaled else '--ema_decay'} gives an EMA decay of "
+                     f"{args.ema_decay:g}, not in [0, 1) (0 = no EMA; FT-CLIP: 0.9998 at batch 2048)")
 
 
 # ----------------------------------------------------------------------------- training script
 
-def weights_line(args, start_epoch):
-    """Where the weights come from, for the start-up line."""
+def weights_line(args, start_epoch):       # where the weights come from, for the start-up line
+    given = (f"--init {args.init}" if args.init else f"--pretrained {args.pretrained}" if args.pretrained
+             else "random init (nothing pre-trained)")
     if getattr(args, "resumed_from", None):              # engine.resume: every weight is the file's
-        given = (f"--init {args.init}" if args.init else
-                 f"--pretrained {args.pretrained}" if args.pretrained else "")
-        return (f"checkpoint {args.resumed_from} (epoch {start_epoch - 1} done)"
-                + (f", not {given}" if given else ""))
-    if args.init:                                        # init_ema None: the file has no EMA
-        return f"--init {args.init}" + {True: " (its EMA weights; --no-init_ema for the raw ones)",
-                                        False: " (its raw weights, not the EMA)", None: ""}[args.init_ema]
-    return f"--pretrained {args.pretrained}" if args.pretrained else "random init (nothing pre-trained)"
+        return f"checkpoint {args.resumed_from} (epoch {start_epoch - 1} done), not {given}"
+    ema = {True: " (its EMA weights; --no-init_ema for the raw ones)", False: " (its raw weights)"}
+    return given + (ema.get(args.init_ema, "") if args.init else "")   # init_ema None: the file has none
 
 
 def ema_line(args):
     if not args.ema_decay:
         return "EMA off"
     base, b, ref = args.ema_base_decay, args.eff_batch_size, args.lr_batch
-    if args.ema_scaled:
-        how = f"the recipe's {base:g} at batch {ref}, scaled to batch {b}: ^({b}/{ref})"
-    else:
-        how = (f"--ema_decay exactly; the recipe's {base:g} at batch {ref} would be "
-               f"{decay_for_batch(base, b, ref):.6g} at batch {b}")
+    how = (f"the recipe's {base:g} at batch {ref}, scaled to batch {b}: ^({b}/{ref})" if args.ema_scaled else
+           f"--ema_decay exactly; the recipe's {base:g} at batch {ref} would be "
+           f"{decay_for_batch(base, b, ref):.6g}")
     return f"EMA decay {args.ema_decay:.6g} per step ({how}; horizon {1 / (1 - args.ema_decay):.0f} steps)"
 
 
@@ -384,11 +348,9 @@ def main(argv=None):
     img_size = args.img_size or VIT_PRESETS[args.arch].get("img_size", 224)
     data_kw = dict(img_size=img_size, data_root=args.data_root, download=args.download,
                    num_train=args.num_train, num_val=args.num_val)
-    if args.linprobe:   # MAE App. A.1: "regularization is in general harmful for linear probing"
-        train_tf = build_transform("linprobe", img_size, mean, std, scale=args.crop_scale)
-    else:
-        train_tf = build_transform("finetune", img_size, mean, std, scale=args.crop_scale, aa=args.aa,
-                                   reprob=args.reprob)
+    # MAE App. A.1: "regularization is in general harmful for linear probing": crop + flip only
+    train_tf = build_transform("linprobe" if args.linprobe else "finetune", img_size, mean, std,
+                               scale=args.crop_scale, aa=args.aa, reprob=args.reprob)
     eval_tf = build_transform("eval", img_size, mean, std, crop_pct=args.crop_pct)
     try:
         val_set = build_dataset(args.data, "val", eval_tf, **data_kw)
@@ -412,8 +374,8 @@ def main(argv=None):
     val_loader = engine.eval_loader(val_set, args, ctx)
     n_all = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    how = ", linear probe" if args.linprobe else ""
-    how += f", {args.freeze_blocks} blocks frozen" if args.freeze_blocks else ""
+    how = (", linear probe" if args.linprobe else "") + (f", {args.freeze_blocks} blocks frozen"
+                                                        if args.freeze_blocks else "")
     engine.print0(f"[finetune] {args.model} (arch {args.arch} @ {img_size}px, pool {args.global_pool}{how}): "
                   f"{n_all / 1e6:.2f} M params, {n_train / 1e6:.3f} M trainable; {num_classes} classes; "
                   f"weights: {weights_line(args, start_epoch)}")
@@ -422,14 +384,12 @@ def main(argv=None):
         res = dict(zip(["acc1", "acc5"], engine.evaluate(model, val_loader, ctx)))
         if ema is not None and args.resume:
             res.update(zip(["acc1_ema", "acc5_ema"], engine.evaluate(ema.module, val_loader, ctx)))
-        engine.print0(f"[finetune] eval on {len(val_set)} images: "
-                      + ", ".join(f"{k} {v:.2f}" for k, v in res.items()))
+        engine.print0(f"[finetune] eval on {len(val_set)} images: {res}")
         engine.write_json(ctx, os.path.join(args.output_dir, "eval.json"), res)
         engine.finish(args, ctx, ["eval.json"])
         return model
 
-    loader = engine.train_loader(train_set, args, ctx)
-    steps_per_epoch = engine.steps_per_epoch(loader, train_set, args)
+    loader, steps_per_epoch = engine.train_loader(train_set, args, ctx)
     engine.print0(f"[finetune] recipe: lr {args.blr:g} at batch {args.lr_batch} -> {args.lr:.3g} at this "
                   f"run's batch {args.eff_batch_size}; layer decay {args.layer_decay}; {ema_line(args)}; "
                   f"{len(train_set)} train / {len(val_set)} val images, {steps_per_epoch} steps/epoch")
@@ -449,9 +409,8 @@ def main(argv=None):
         return F.cross_entropy(m(imgs).float(), target, label_smoothing=args.smoothing), {}
 
     # the best-so-far values live in every checkpoint's `extra`: --resume auto continues them
-    best = dict(best_acc1=None, best_acc5=None, best_acc1_epoch=None, best_acc1_ema=None,
-                best_acc5_ema=None, best_acc1_ema_epoch=None)
-    best.update(extra)
+    best = {**dict.fromkeys(["best_acc1", "best_acc5", "best_acc1_epoch", "best_acc1_ema", "best_acc5_ema",
+                             "best_acc1_ema_epoch"]), **extra}
     for epoch in range(start_epoch, args.epochs):
         loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log,
                                       model=model, ema=ema, scaler=scaler)
@@ -481,8 +440,8 @@ def main(argv=None):
     if best["best_acc1"] is not None:
         ema_best = (f"; best EMA top-1 {best['best_acc1_ema']:.2f} (epoch {best['best_acc1_ema_epoch']}: "
                     f"FT-CLIP's headline number), last {best['last_acc1_ema']:.2f} (EMA)" if ema else "")
-        engine.print0(f"[finetune] best top-1 {best['best_acc1']:.2f} (raw, epoch {best['best_acc1_epoch']}), "
-                      f"last {best['last_acc1']:.2f} (raw){ema_best}")
+        engine.print0(f"[finetune] best top-1 {best['best_acc1']:.2f} (raw, epoch "
+                      f"{best['best_acc1_epoch']}), last {best['last_acc1']:.2f} (raw){ema_best}")
     engine.finish(args, ctx, ["summary.json", "checkpoint-best.pt", "metrics.jsonl"])
     return model
 

@@ -376,8 +376,7 @@ def main(argv=None):
         val_set = build_dataset(args.data, "val", build_transform("eval", img_size, crop_pct=1.0), **data_kw)
     except DataError as e:
         raise SystemExit(f"--data {args.data}: {e}") from None
-    loader = engine.train_loader(train_set, args, ctx)
-    steps_per_epoch = engine.steps_per_epoch(loader, train_set, args)
+    loader, steps_per_epoch = engine.train_loader(train_set, args, ctx)
     recon_imgs = torch.stack([val_set[i][0] for i in range(min(8, len(val_set)))]).to(ctx.device)
 
     optimizer = torch.optim.AdamW(engine.param_groups(model, args.weight_decay), lr=args.lr, betas=args.betas)

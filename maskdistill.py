@@ -63,14 +63,11 @@ class Teacher(nn.Module):
       proj  ln_post(tokens) @ proj: CLIP's image-text space (B, N, proj_dim): 512 B/16, 768 L/14
       ln    ln_post(tokens), open_clip's `output_tokens`    (B, N, D_T)
       raw   the last block's output, before ln_post         (B, N, D_T)
-    Default proj, as all code of MaskDistill's lineage: BEiT v2's VQ-KD teacher (same first author;
-    ln_post(x) @ proj, vqkd_teacher/clip/model.py), EVA-01 (ln_post(patch tokens) @ proj; EVA #16:
-    better than unprojected for B, L), and the one public code written from MaskDistill's recipe,
-    iTPN's `CLIP_as_supervision`: encode_image(return_all_tokens) @ proj, LayerNorm without affine,
-    nn.SmoothL1Loss() (beta 1), CLIP-L/14 at 196 px. raw / ln are ablations. A teacher without a
-    projection (a mae.py / maskdistill.py encoder.pt) falls back to ln, its output features (MAE's
-    encoder ends in that norm); `self.target` is what is used.
-    NOTE(paper): the paper does not say; proj follows its lineage's code.
+    NOTE(paper): the paper does not say; proj is what all code of its lineage uses: BEiT v2's VQ-KD
+    teacher (same first author; vqkd_teacher/clip/model.py), EVA-01 (EVA #16: better than unprojected
+    for B, L) and iTPN's `CLIP_as_supervision`, written from MaskDistill's recipe (tokens @ proj, LN
+    without affine, nn.SmoothL1Loss(), CLIP-L/14 at 196 px). A teacher without a projection (an
+    encoder.pt of ours) falls back to ln, its output features; `self.target` is what is used.
 
     Input: the student's crop in [0, 1], resized to the teacher's resolution (grid x teacher patch:
     196 px for CLIP-L/14 under a /16 student at 224, §4.1) and normalized with the teacher's mean/std.
@@ -205,9 +202,8 @@ class MaskDistill(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def no_weight_decay(self):
-        # BEiT v2 modeling_pretrain.py, EVA-01 modeling_mae_pretrain.py: only pos_embed and cls_token
-        # (and 1-D params and biases: engine.param_groups) skip decay; the 3-D mask token, the RPE
-        # table and the head are decayed.
+        # BEiT v2 modeling_pretrain.py, EVA-01: only these (and 1-D params, biases) skip decay; the
+        # 3-D mask token, the RPE table and the head are decayed
         return {"pos_embed", "cls_token"}
 
     def forward(self, x, mask):                         # (B, C, H, W) normalized, mask (B, N) bool
@@ -332,8 +328,7 @@ def get_args(argv=None):
     g.add_argument("--teacher_pos_resize", default="beit2", choices=["beit2", "exact"], help="teacher "
                    "positions to another grid: BEiT v2's scale factor (G+0.1)/g | exactly G")
     g = p.add_argument_group("normalization N (Eq. 3, Table 8)")
-    g.add_argument("--target_norm", default="ln", choices=["ln", "bn", "none"],
-                   help="ln = LayerNorm without affine")
+    g.add_argument("--target_norm", default="ln", choices=["ln", "bn", "none"], help="ln: no affine")
     g = p.add_argument_group("student S (Eq. 2, §4.1, App. A)")
     g.add_argument("--student", default="vit_base_patch16", help=f"vit.py preset: {', '.join(VIT_PRESETS)}")
     g.add_argument("--img_size", type=int, default=None, help="student resolution (None: the preset's)")
@@ -407,8 +402,7 @@ def main(argv=None):
     ctx = engine.setup(args)
     model, teacher = build(args, ctx.device)
     grid = model.student.patch_embed.grid_size
-    # App. A: RandomResizedCrop (0.2, 1) + flip (+ color jitter); un-normalized: each network
-    # normalizes its own copy
+    # App. A: RandomResizedCrop (0.2, 1) + flip (+ color jitter); each network normalizes its copy
     transform = build_transform("pretrain", args.img_size, mean=None, color_jitter=args.color_jitter)
     try:
         train_set = build_dataset(args.data, "train", transform, img_size=args.img_size,
@@ -416,8 +410,7 @@ def main(argv=None):
     except DataError as e:
         raise SystemExit(f"--data {args.data}: {e}") from None
     collate = MaskCollate(grid, args.num_mask_patches, args.min_mask_patches, args.exact_mask)
-    loader = engine.train_loader(train_set, args, ctx, collate_fn=collate)
-    steps_per_epoch = engine.steps_per_epoch(loader, train_set, args)
+    loader, steps_per_epoch = engine.train_loader(train_set, args, ctx, collate_fn=collate)
 
     optimizer = build_optimizer(model, args)
     scaler = engine.make_scaler(ctx)                         # fp16 only, else None

@@ -26,7 +26,7 @@ def random_masking(x, mask_ratio, generator=None):
     B, N, D = x.shape
     n_keep = int(N * (1 - mask_ratio))
     if generator is None:                   # (torch.compile cannot trace an explicit generator argument)
-        noise = torch.rand(B, N, device=x.device)                                    # (B, N) uniform in [0, 1)
+        noise = torch.rand(B, N, device=x.device)                                   # (B, N) uniform in [0, 1)
     else:
         noise = torch.rand(B, N, generator=generator, device=generator.device).to(x.device)
     ids_shuffle = torch.argsort(noise, dim=1)                                        # ascending: small = keep
@@ -128,7 +128,8 @@ def main(argv=None):
     masks = torch.cat([rand, block, grid])                                            # (3n, G, G), rows of n
     imgs = (~masks).float().unsqueeze(1).repeat_interleave(12, 2).repeat_interleave(12, 3)   # white = visible
     save_image(imgs, args.out, nrow=n, padding=4, pad_value=0.5)
-    print(f"wrote {args.out}: rows = random {args.mask_ratio:.0%} | block {args.num_block}/{G * G} exact | grid 1-in-4")
+    print(f"wrote {args.out}: rows = random {args.mask_ratio:.0%} | block {args.num_block}/{G * G} exact | "
+          f"grid 1-in-4")
 
 
 if __name__ == "__main__":

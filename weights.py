@@ -1,20 +1,13 @@
-"""Other codebases' weights <-> ours: the one place that knows their names, layouts and tricks.
+"""Other codebases' weights <-> ours: the one file that knows their names, layouts and tricks.
 
-Nothing here is a paper's idea; it is what lets the concept files load the papers' released weights
-and hand ours to timm. Everything ends in vit.py's names (timm/MAE: `patch_embed.proj`, `cls_token`,
-`pos_embed`, `blocks.{i}.attn.qkv`, ...).
-
-  reading   OpenAI / open_clip CLIP        `read_clip_weights` (a file or an open_clip tag),
-                                           `clip_to_vit_state_dict` (renames), `load_clip_state_dict`
-            facebookresearch/mae           `load_mae_checkpoint`: encoder + decoder (mae.py --init)
-            encoders for fine-tuning       `load_pretrained`: ours, timm's, official MAE / BEiT v2
-                                           encoders, adapting only what fine-tuning may change;
-                                           `read_init`, `vit_config_of`, `check_encoder_size`
-  resizing  absolute positions             `resize_pos_embed` (MAE's interpolate_pos_embed, FT-CLIP)
-            a CLIP teacher's positions     `resize_teacher_pos_embed` (BEiT v2: scale (G + 0.1) / g)
-            relative positions (BEiT v2)   `resize_rel_pos_bias`, `cubic_spline_matrix` (interp2d)
-  writing   timm                           `timm_state_dict`, `timm_create_args`, and the command
-                                           python weights.py export CKPT --out model.pth [--ema | --raw]
+No paper's idea is here; it lets the concept files load the released weights and hand ours to timm.
+Everything ends in vit.py's (timm / MAE) names.
+  in      CLIP (OpenAI / open_clip: `read_clip_weights`, `clip_to_vit_state_dict`), official MAE
+          (`load_mae_checkpoint`, for mae.py), encoders to fine-tune (`load_pretrained`: ours,
+          timm's, MAE's, BEiT v2's; `read_init`, `check_encoder_size` for finetune.py --init)
+  resize  positions (`resize_pos_embed`, MAE / FT-CLIP), a CLIP teacher's (`resize_teacher_pos_embed`,
+          BEiT v2), relative-position tables (`resize_rel_pos_bias`: BEiT v2's SciPy interp2d spline)
+  out     timm (`timm_state_dict`): python weights.py export CKPT --out model.pth [--ema | --raw]
 
 Shape legend: N patches, D width, H heads, g / G old / new grid side, K relative-position rows.
 """
@@ -22,7 +15,6 @@ import argparse
 import math
 import os
 import warnings
-from dataclasses import fields
 from functools import partial
 
 import torch
@@ -138,15 +130,11 @@ def resize_rel_pos_bias(table, new_grid, num_extra=3):
 # ----------------------------------------------------------------------------- encoders in
 
 def load_pretrained(model, state_dict, log=print):
-    """Load an encoder saved by mae.py / maskdistill.py / timm / official MAE / BEiT v2 (vit.py names),
-    adapting what fine-tuning legitimately changes and nothing else:
-      - position embeddings and relative-position tables resized to the model's grid;
-      - a shared relative-position table copied into every block when the model has one per block
-        (BEiT v2 run_class_finetuning.py; `log` says so);
-      - a head of another shape dropped (MAE main_finetune.py); the final norm, CLIP's proj and the
-        pre-training mask token dropped when the model has none (MAE's and FT-CLIP's pooled heads).
-    A new head / fc_norm may be missing. Any other mismatch is a ValueError naming the keys.
-    Returns the dropped keys."""
+    """Load an encoder (mae.py / maskdistill.py / timm / official MAE / BEiT v2, vit.py names), adapting
+    only what fine-tuning changes: positions and relative-position tables resized to the model's grid;
+    a shared table copied into every block when the model has one per block (BEiT v2); a head of
+    another shape, and a final norm / proj / [M] the model lacks, dropped (MAE, FT-CLIP). A new head /
+    fc_norm may be missing; any other mismatch is a ValueError naming the keys. -> the dropped keys."""
     sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state_dict.items()
           if not k.endswith("relative_position_index")}            # BEiT saves its index buffers
     own = model.state_dict()
@@ -202,8 +190,7 @@ def vit_config_of(ckpt):
 
 def encoder_vit(ckpt, **overrides):
     """The ViT an encoder.pt (engine.save_encoder) describes, `overrides` on top, its weights loaded."""
-    known = {f.name for f in fields(ViTConfig)}
-    cfg = {k: v for k, v in ckpt["vit_config"].items() if k in known}
+    cfg = {k: v for k, v in ckpt["vit_config"].items() if k in ViTConfig.__dataclass_fields__}
     vit = ViT(ViTConfig(**{**cfg, **overrides}))
     load_pretrained(vit, ckpt["model"])
     return vit
@@ -225,58 +212,42 @@ def read_init(path, ema=None, flag="--init"):
     return ckpt, state, ema
 
 
-# What an encoder's size is; an encoder.pt may differ from --arch in its variant fields, not these.
 SIZE_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")
 
 
 def check_encoder_size(vit_config, arch, flag, builds=""):
-    """SystemExit naming both when the encoder (`vit_config`) is not the size of preset `arch`;
-    `flag` names the file (--init PATH), `builds` what wants it (--model NAME builds)."""
+    """One line naming both when the encoder (`vit_config`) is not the size of preset `arch`
+    (`flag`: --init PATH, `builds`: --model NAME builds)."""
     def size(c):
         return tuple(c.get(k, ViTConfig.__dataclass_fields__[k].default) for k in SIZE_FIELDS)
 
     def describe(c):
-        d = dict(zip(SIZE_FIELDS, size(c)))
-        mlp = f", MLP {d['mlp_dim']}" if d["mlp_dim"] else ""
-        return (f"patch {d['patch_size']}, width {d['embed_dim']}, depth {d['depth']}, "
-                f"{d['num_heads']} heads{mlp}")
-    if size(vit_config) == size(VIT_PRESETS[arch]):
-        return
-    fits = [a for a in VIT_PRESETS if size(VIT_PRESETS[a]) == size(vit_config)]
-    named = f" ({fits[0]})" if fits else ""
-    fix = (f"--arch {fits[0]} (or a --model preset built on it)" if fits
-           else "the --model / --arch it was pre-trained with")
-    raise SystemExit(f"{flag} is a {describe(vit_config)} encoder{named}, but {builds}{arch} "
-                     f"({describe(VIT_PRESETS[arch])}): pass {fix}")
+        p, d, depth, h, mlp = size(c)
+        return f"patch {p}, width {d}, depth {depth}, {h} heads" + (f", MLP {mlp}" if mlp else "")
+    if size(vit_config) != size(VIT_PRESETS[arch]):
+        fits = [a for a in VIT_PRESETS if size(VIT_PRESETS[a]) == size(vit_config)][:1]
+        fix = f"--arch {fits[0]} (or a --model preset built on it)" if fits else "its --model / --arch"
+        raise SystemExit(f"{flag} is a {describe(vit_config)} encoder{f' ({fits[0]})' * bool(fits)}, but "
+                         f"{builds}{arch} ({describe(VIT_PRESETS[arch])}): pass {fix}")
 
 
 def load_mae_checkpoint(model, ckpt, path):
-    """mae.py --init / --visualize: encoder + decoder weights into a mae.MaskedAutoencoder, strictly,
-    from a mae.py checkpoint or an official facebookresearch/mae one ({"model": ...}: the released
-    mae_visualize_vit_*.pth, plain-pixel target, or a main_pretrain.py checkpoint-*.pth). The official
-    encoder sits at the top level (cls_token, pos_embed, blocks.{i}.*, norm.*), ours under `encoder.`
-    (the same timm names); the decoder's names are the same. `ckpt`: engine.load_file(path). Returns
-    the number of tensors loaded; a file that does not fit ends in one line naming the keys."""
+    """mae.py --init / --visualize: encoder + decoder into a mae.MaskedAutoencoder, strictly, from a
+    mae.py checkpoint or an official one ({"model": ...}: mae_visualize_vit_*.pth, main_pretrain.py's
+    checkpoint-*.pth), whose encoder sits at the top level where ours is under `encoder.` (same timm
+    names; the decoder's are equal). -> tensors loaded; a misfit is one line naming the keys."""
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else {}
     state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
     state = {k if k.startswith(("encoder.", "decoder_")) or k == "mask_token" else "encoder." + k: v
              for k, v in state.items()}
-    own = model.state_dict()
-    missing, unexpected = set(own) - set(state), set(state) - set(own)
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-             for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        def some(keys, n=6):
-            keys = sorted(keys)
-            return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
-        why = [f"missing {some(missing)}" * bool(missing),
-               f"unexpected {some(unexpected)}" * bool(unexpected),
-               f"shape (file vs model) {some(wrong, 3)}" * bool(wrong)]
+    mismatch = engine.state_dict_mismatch(model, state)
+    if mismatch:
+        missing = set(model.state_dict()) - set(state)
         hint = ""
         if missing and all(k.startswith("decoder_") or k == "mask_token" for k in missing):
             hint = ("; an encoder-only file (mae_pretrain_vit_*.pth, encoder.pt) has no decoder: use a "
                     "full one (mae_visualize_vit_*.pth, a checkpoint-*.pt), or finetune.py --init")
-        raise SystemExit(f"--init {path} does not fit this MAE ({'; '.join(w for w in why if w)}){hint}")
+        raise SystemExit(f"--init {path} does not fit this MAE ({mismatch}){hint}")
     model.load_state_dict(state)
     return len(state)
 
@@ -331,9 +302,8 @@ OPEN_CLIP_NAMES = {"clip_b16": "ViT-B-16-quickgelu", "clip_l14": "ViT-L-14-quick
 
 
 def read_clip_weights(arch, pretrained, flag="--pretrained"):
-    """OpenAI-CLIP weights as a state dict, from a local file (a state dict, {"state_dict": ...},
-    .safetensors, or OpenAI's TorchScript .pt) or an open_clip tag such as 'openai' (downloaded once
-    into the Hugging Face cache). Anything else is one line naming `flag` and what to do."""
+    """OpenAI-CLIP weights from a file (state dict, .safetensors, OpenAI's TorchScript .pt) or an
+    open_clip tag such as 'openai' (downloaded once); else one line naming `flag` and what to do."""
     if os.path.isfile(pretrained):
         try:
             if pretrained.endswith(".safetensors"):
@@ -369,8 +339,7 @@ def read_clip_weights(arch, pretrained, flag="--pretrained"):
 
 # ----------------------------------------------------------------------------- timm out
 
-# arch -> the timm model of the same layout (OpenAI CLIP is QuickGELU: timm's *_clip_quickgelu_*);
-# any resolution via img_size=
+# arch -> timm's model of its layout (any img_size; OpenAI CLIP is QuickGELU: *_clip_quickgelu_*)
 TIMM_NAMES = {"clip_b16": "vit_base_patch16_clip_quickgelu_224",
               "clip_l14": "vit_large_patch14_clip_quickgelu_224",
               "vit_base_patch16": "vit_base_patch16_224", "vit_large_patch16": "vit_large_patch16_224",
@@ -381,26 +350,20 @@ BEIT_NAMES = {"vit_base_patch16": "beitv2_base_patch16_224",
 
 
 def timm_state_dict(model):
-    """(state dict, kwargs) such that timm's VisionTransformer(**kwargs) - or its Beit, for a model with
-    a relative position bias - loads the state dict strictly and gives the same logits. vit.py uses
-    timm's names already; what differs:
-      - FT-CLIP's head (LN on each patch token, then mean) is timm's global_pool='avg' with
-        fc_norm=False, where timm applies `norm` to every token first: our fc_norm is timm's `norm`;
-        MAE's (mean, then LN) is global_pool='avg', fc_norm=True;
-      - VisionTransformer: BEiT's q/v biases fold into one qkv bias (k's is 0); layer scale gamma_1/2
-        is ls1/ls2.gamma;
-      - Beit (a port of BEiT's modeling_finetune.py) keeps q_bias / v_bias, gamma_1/2 and the tables
-        (one per block, or one shared rel_pos_bias.*) as we name them; a qkv bias is split into q/v
-        biases (a k bias is a constant per query: it cancels in the softmax)."""
+    """(state dict, kwargs): timm's VisionTransformer(**kwargs) - its Beit with a relative position
+    bias - loads it strictly and gives our logits. What differs from our (timm) names: FT-CLIP's head
+    (LN per token, then mean) is timm's global_pool='avg', fc_norm=False, where timm's `norm` acts on
+    every token (= our fc_norm); MAE's (mean, then LN) is fc_norm=True; VisionTransformer folds BEiT's
+    q/v biases into one qkv bias (k's is 0) and names layer scale ls1/ls2.gamma; Beit (BEiT's
+    modeling_finetune.py) keeps our q_bias / v_bias, gamma_1/2 and tables, and a qkv bias becomes q/v
+    biases (a k bias is a constant per query: it cancels in the softmax)."""
     cfg, own = model.cfg, model.state_dict()
     beit = cfg.rel_pos_bias
     if isinstance(model.head, nn.Sequential) or cfg.proj_dim or cfg.patch_bias == cfg.norm_pre:
-        raise SystemExit("export: only fine-tuned classifiers export (not a linear probe's BN + Linear "
-                         "head, not a CLIP projection; timm has a bias-free patch conv exactly when it "
-                         "has pre_norm)")
-    if beit and (cfg.norm_pre or cfg.act != "gelu"):
-        raise SystemExit("export: a relative position bias makes this timm's Beit, which has neither "
-                         "CLIP's ln_pre nor QuickGELU: timm has no model of this layout")
+        raise SystemExit("export: only classifiers export (no linear probe, no CLIP projection; timm has "
+                         "a bias-free patch conv exactly when it has pre_norm)")
+    if beit and (cfg.norm_pre or cfg.act != "gelu"):       # timm's Beit has no ln_pre, no QuickGELU
+        raise SystemExit("export: timm has no model with a relative position bias and CLIP's layout")
     sd = {}
     for k, v in own.items():
         if k == "mask_token" or (k.endswith("attn.v_bias") and not beit):   # v_bias: folded below
@@ -446,9 +409,8 @@ def timm_create_args(arch, kw):
 
 def export(argv=None):
     """python weights.py export CKPT --out model.pth [--ema | --raw]: a finetune.py checkpoint's EMA
-    (the default when its run selected by EMA, as checkpoint-best.pt) or raw weights as a plain state
-    dict that timm loads (its VisionTransformer; its Beit with a relative position bias), written only
-    after timm's own model gave the same logits."""
+    (default when its run selected by EMA) or raw weights as a state dict for timm's VisionTransformer
+    (or Beit), written only after timm's own model gave the same logits."""
     p = argparse.ArgumentParser(prog="weights.py export", description=export.__doc__)
     p.add_argument("ckpt", metavar="CKPT", help="a finetune.py checkpoint (e.g. checkpoint-best.pt)")
     p.add_argument("--out", required=True, help="where to write the timm state dict")
@@ -461,8 +423,7 @@ def export(argv=None):
     if not cfg or args.get("linprobe"):
         raise SystemExit(f"export {a.ckpt}: not a finetune.py fine-tuning checkpoint (no vit_config in "
                          f"its args, or a linear probe); give a checkpoint-*.pt from finetune.py")
-    known = {f.name for f in fields(ViTConfig)}
-    model = ViT(ViTConfig(**{k: v for k, v in cfg.items() if k in known})).eval()
+    model = ViT(ViTConfig(**{k: v for k, v in cfg.items() if k in ViTConfig.__dataclass_fields__})).eval()
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -483,12 +444,10 @@ def export(argv=None):
         raise SystemExit(f"export {a.ckpt}: timm's logits differ from ours by {err:.2e}; nothing written")
     engine.atomic_save(sd, a.out)
     name, over = timm_create_args(args.get("arch"), kw)
-    if name:
-        call = (f"timm.create_model({name!r}, pretrained=False, "
-                f"{', '.join(f'{k}={v!r}' for k, v in over.items())})")
-    else:
-        call = (f"{cls.__module__}.{cls.__name__}(**{timm_kw}, "
-                f"norm_layer=functools.partial(torch.nn.LayerNorm, eps={kw['norm_eps']}))")
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in over.items())
+    norm = f"norm_layer=functools.partial(torch.nn.LayerNorm, eps={kw['norm_eps']})"
+    call = (f"timm.create_model({name!r}, pretrained=False, {kwargs})" if name
+            else f"{cls.__module__}.{cls.__name__}(**{timm_kw}, {norm})")
     print(f"[export] {'EMA' if ema else 'raw'} weights of {a.ckpt} (epoch {ckpt.get('epoch')}) -> "
           f"{a.out} (timm's logits = ours to {err:.1e}); load with "
           f"{call}.load_state_dict(torch.load({a.out!r}))", flush=True)

@@ -270,9 +270,9 @@ def test_help_shows_the_presets_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())                   # argparse wraps lines
     # FT-CLIP Table 10 (B): lr 6e-4 at batch 2048 (8 GPUs x 256), 50 epochs
     assert "--blr BLR peak lr at a total batch of --lr_batch (default: 0.0006)" in text
-    assert "(MAE: 256; FT-CLIP, MaskDistill: 2048) (default: 2048)" in text
-    assert "--epochs EPOCHS training epochs (the cosine schedule spans them) (default: 50)" in text
-    assert "--batch_size BATCH_SIZE per process (GPU); effective = batch_size x accum_iter x world (default: 256)" in text
+    assert "--lr_batch LR_BATCH the batch of --blr (MAE 256, MaskDistill 2048) (default: 2048)" in text
+    assert "--epochs EPOCHS training epochs (the cosine spans them) (default: 50)" in text
+    assert "--batch_size BATCH_SIZE per process; x accum_iter x world = effective (default: 256)" in text
     with pytest.raises(SystemExit):                                    # without --model: the generic defaults
         engine.parse_args(_parser(), PRESETS, ["--help"])
     assert "(default: 0.001)" in " ".join(capsys.readouterr().out.split())

@@ -544,7 +544,7 @@ def test_init_takes_the_ema_of_a_checkpoint_selected_by_ema(ft_run, tmp_path, ca
     assert best["extra"]["selected_by"] == "ema"
     assert any(not torch.equal(best["ema"][k], best["model"][k]) for k in best["model"])
     for flags, key, said in [([], "ema", "(its EMA weights; --no-init_ema for the raw ones)"),
-                             (["--no-init_ema"], "model", "(its raw weights, not the EMA)")]:
+                             (["--no-init_ema"], "model", "(its raw weights)")]:
         capsys.readouterr()
         model = finetune.main(["--model", "vit_test", "--init", str(run / "checkpoint-best.pt"), *flags, "--eval_only",
                                "--num_val", "16", "--output_dir", str(tmp_path / key)])
@@ -723,7 +723,7 @@ def test_two_readme_fine_tunings_never_share_a_folder_and_a_rerun_is_refused(tmp
     common = ["--model", "vit_test", "--num_train", "32", "--num_val", "16", "--epochs", "1"]
     a = get_args([*common, "--init", "runs/mae_x/encoder.pt"]).output_dir
     b = get_args([*common, "--init", "runs/mae_x/encoder_init.pt"]).output_dir
-    assert a == os.path.join("runs", "finetune_vit_test_from_mae_x") and b.endswith("from_encoder_init") and a != b
+    assert a == os.path.join("runs", "finetune_vit_test_from_mae_x") and b.endswith("from_mae_x_init")
     finetune.main([*common, "--init", "runs/mae_x/encoder.pt"])
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"[done] results in {a}{os.sep}: summary.json, " \
                                                                f"checkpoint-best.pt, metrics.jsonl"
