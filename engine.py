@@ -181,8 +181,7 @@ def setup(args):
         torch.backends.cuda.matmul.allow_tf32 = True   # fp32 matmuls that remain (e.g. the EMA eval) use TF32
         torch.backends.cudnn.allow_tf32 = True
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    if args.compile is None:
-        args.compile = device.type == "cuda"
+    args.compile = device.type == "cuda" if args.compile is None else args.compile
     seed_everything(args.seed, rank)
     ctx = Context(rank, local_rank, world, device, precision)
     if ctx.is_master:
@@ -244,7 +243,7 @@ def cleanup():
         dist.destroy_process_group()
 
 
-def all_reduce_sum(t):
+def all_reduce_sum(t):                        # in place, on every rank
     if dist.is_initialized():
         dist.all_reduce(t)
     return t
@@ -304,7 +303,7 @@ def lr_at(step, total_steps, warmup_steps, lr, min_lr):
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def set_lr(optimizer, lr):
+def set_lr(optimizer, lr):                    # each group's lr_scale (layer decay) times the schedule
     for g in optimizer.param_groups:
         g["lr"] = lr * g.get("lr_scale", 1.0)
 
@@ -417,12 +416,15 @@ def train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, l
     return sum(losses) / max(len(losses), 1)
 
 
-def end_of_epoch(args, epoch, steps_per_epoch):
-    """(optimizer steps done by the end of `epoch`, checkpoint now?, run finished?): a checkpoint every
-    --save_every epochs, at the last epoch, and when --max_steps ends the run early."""
+def end_of_epoch(args, ctx, epoch, steps_per_epoch, model, optimizer, **ckpt):
+    """A checkpoint every --save_every epochs, at the last, and when --max_steps ends the run early
+    (`ckpt`: save_checkpoint's scaler, ema, extra). -> (steps done, checkpoint saved?, run finished?)"""
     done = bool(args.max_steps) and (epoch + 1) * steps_per_epoch >= args.max_steps
     step = min((epoch + 1) * steps_per_epoch, args.max_steps or 10 ** 12)
-    return step, (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs or done, done
+    save = (epoch + 1) % args.save_every == 0 or epoch + 1 == args.epochs or done
+    if save:
+        save_checkpoint(args, ctx, epoch, model, optimizer, step=step, **ckpt)
+    return step, save, done
 
 
 @torch.no_grad()
@@ -544,9 +546,8 @@ def state_dict_mismatch(model, state, show=3):
 
 
 def resume(args, model, optimizer, *, scaler=None, ema=None):
-    """`--resume auto`: the latest checkpoint in --output_dir (fresh if none; an unreadable one is skipped
-    with a warning for the one before it, which --keep_ckpts 2 keeps); `--resume PATH`: that file.
-    Restores model, optimizer, scaler, EMA and RNG. Returns (start_epoch, extra dict)."""
+    """--resume auto: the latest checkpoint in --output_dir (an unreadable one is skipped for the one
+    before it), or a path. Restores model, optimizer, scaler, EMA and RNG. -> (start epoch, extra)"""
     if not args.resume:
         return 0, {}
     if args.resume == "auto":
@@ -594,7 +595,6 @@ def resume(args, model, optimizer, *, scaler=None, ema=None):
 
 
 def save_encoder(path, encoder, vit_config, source, args):
-    """The pre-trained encoder alone, as finetune.py --init and maskdistill.py --teacher load it:
-    {"model": vit.py-named state dict, "vit_config": ViTConfig fields, "source": script, "args": ...}."""
+    """The encoder alone, for finetune.py --init / maskdistill.py --teacher: {model, vit_config, ...}."""
     atomic_save({"model": encoder.state_dict(), "vit_config": asdict(vit_config), "source": source,
                  "args": plain(vars(args))}, path)

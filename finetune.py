@@ -416,9 +416,6 @@ def main(argv=None):
                                       model=model, ema=ema, scaler=scaler)
         acc1, acc5 = engine.evaluate(model, val_loader, ctx)
         acc1_ema, acc5_ema = engine.evaluate(ema.module, val_loader, ctx) if ema else (None, None)
-        step, save, done = engine.end_of_epoch(args, epoch, steps_per_epoch)
-        log.log(epoch=epoch, step=step, val_acc1=acc1, val_acc5=acc5, val_acc1_ema=acc1_ema,
-                val_acc5_ema=acc5_ema)
         if best["best_acc1"] is None or acc1 > best["best_acc1"]:
             best.update(best_acc1=acc1, best_acc5=acc5, best_acc1_epoch=epoch)
         if ema is not None and (best["best_acc1_ema"] is None or acc1_ema > best["best_acc1_ema"]):
@@ -428,12 +425,13 @@ def main(argv=None):
                     best_epoch=best["best_acc1_ema_epoch" if ema is not None else "best_acc1_epoch"])
         engine.print0(f"[finetune] epoch {epoch}: train loss {loss:.4f} | val top-1 {acc1:.2f} top-5 "
                       f"{acc5:.2f}" + (f" | EMA top-1 {acc1_ema:.2f} top-5 {acc5_ema:.2f}" if ema else ""))
-        # FT-CLIP's "Max accuracy" is the best EMA top-1 over epochs: checkpoint-best follows it
-        ckpt = dict(step=step, scaler=scaler, ema=ema, extra=best)
-        if best["best_epoch"] == epoch:
-            engine.save_checkpoint(args, ctx, epoch, model, optimizer, **ckpt, name="checkpoint-best.pt")
-        if save:
-            engine.save_checkpoint(args, ctx, epoch, model, optimizer, **ckpt)
+        ckpt = dict(scaler=scaler, ema=ema, extra=best)
+        step, _, done = engine.end_of_epoch(args, ctx, epoch, steps_per_epoch, model, optimizer, **ckpt)
+        log.log(epoch=epoch, step=step, val_acc1=acc1, val_acc5=acc5, val_acc1_ema=acc1_ema,
+                val_acc5_ema=acc5_ema)
+        if best["best_epoch"] == epoch:   # FT-CLIP's "Max accuracy": the best EMA top-1 over epochs
+            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, **ckpt,
+                                   name="checkpoint-best.pt")
         if done:
             break
     engine.write_json(ctx, os.path.join(args.output_dir, "summary.json"), best)

@@ -396,14 +396,13 @@ def main(argv=None):
         loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log,
                                       scaler=scaler)
         engine.print0(f"[mae] epoch {epoch}: mean loss {loss:.4f}")
-        step, save, done = engine.end_of_epoch(args, epoch, steps_per_epoch)
-        if save:
-            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, scaler=scaler)
-            if ctx.is_master:   # the encoder alone, for finetune.py --init and maskdistill.py --teacher
-                engine.save_encoder(os.path.join(args.output_dir, "encoder.pt"), model.encoder,
-                                    model.encoder.cfg, "mae.py", args)
-                save_reconstructions(model, recon_imgs, os.path.join(args.output_dir,
-                                     f"recon_epoch{epoch:03d}.png"), args.mask_ratio)
+        _, saved, done = engine.end_of_epoch(args, ctx, epoch, steps_per_epoch, model, optimizer,
+                                             scaler=scaler)
+        if saved and ctx.is_master:     # the encoder alone: finetune.py --init, maskdistill.py --teacher
+            engine.save_encoder(os.path.join(args.output_dir, "encoder.pt"), model.encoder,
+                                model.encoder.cfg, "mae.py", args)
+            save_reconstructions(model, recon_imgs, os.path.join(args.output_dir,
+                                 f"recon_epoch{epoch:03d}.png"), args.mask_ratio)
         if done:
             break
     engine.finish(args, ctx, ["recon_epoch*.png", "encoder.pt", "encoder_init.pt", "metrics.jsonl",

@@ -434,12 +434,11 @@ def main(argv=None):
         loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log,
                                       scaler=scaler)
         engine.print0(f"[maskdistill] epoch {epoch}: mean loss {loss:.4f}")
-        step, save, done = engine.end_of_epoch(args, epoch, steps_per_epoch)
-        if save:
-            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, scaler=scaler)
-            if ctx.is_master:   # the student alone, for finetune.py --init (its [M] dropped on load)
-                engine.save_encoder(os.path.join(args.output_dir, "encoder.pt"), model.student,
-                                    model.student.cfg, "maskdistill.py", args)
+        _, saved, done = engine.end_of_epoch(args, ctx, epoch, steps_per_epoch, model, optimizer,
+                                             scaler=scaler)
+        if saved and ctx.is_master:     # the student alone, for finetune.py --init (drops its [M])
+            engine.save_encoder(os.path.join(args.output_dir, "encoder.pt"), model.student,
+                                model.student.cfg, "maskdistill.py", args)
         if done:
             break
     engine.finish(args, ctx, ["encoder.pt", "metrics.jsonl", "checkpoint-*.pt"])

@@ -362,8 +362,8 @@ def timm_state_dict(model):
     if isinstance(model.head, nn.Sequential) or cfg.proj_dim or cfg.patch_bias == cfg.norm_pre:
         raise SystemExit("export: only classifiers export (no linear probe, no CLIP projection; timm has "
                          "a bias-free patch conv exactly when it has pre_norm)")
-    if beit and (cfg.norm_pre or cfg.act != "gelu"):       # timm's Beit has no ln_pre, no QuickGELU
-        raise SystemExit("export: timm has no model with a relative position bias and CLIP's layout")
+    if beit and (cfg.norm_pre or cfg.act != "gelu"):
+        raise SystemExit("export: timm's Beit (relative positions) has neither CLIP's ln_pre nor QuickGELU")
     sd = {}
     for k, v in own.items():
         if k == "mask_token" or (k.endswith("attn.v_bias") and not beit):   # v_bias: folded below
