@@ -337,7 +337,7 @@ def step_c_other_tests(a, runs):
     for k, v in res.items():
         if k.startswith("<collect>"):
             P.append(f"(c) the handout does not collect: {k[10:]}: {v['message'][:300]}")
-    return f"{n_pass} pass, {n_skip} skip ({len(affected)} reach a stub)", P
+    return f"{n_pass} pass, {n_skip} skip", P
 
 
 def step_d_leaks(a, runs):
@@ -351,7 +351,7 @@ def step_d_leaks(a, runs):
     P += [f"(d) the handout contains {p}" for p in INSTRUCTOR_ONLY + (".git",)
           if os.path.exists(os.path.join(h, p))]
     n_later = len(stubs_of(a)) - len(blanks_of(a))
-    return f"{len(leaks)} of {len(prints)} stmts ({len(blanks_of(a))}+{n_later} later fns)", P
+    return f"{len(leaks)}/{len(prints)} ({len(blanks_of(a))}+{n_later} fns)", P
 
 
 def step_e_mutations(a, runs):
@@ -395,7 +395,7 @@ def step_f_messages(a, runs):
             else:
                 P.append(f"(f) mutation '{what}': {k} fails with `{why}`: its first line must say what was "
                          f"expected and name the paper ({', '.join(PAPERS)})")
-    return f"{n_ok}/{n} explicit, {len(silent)} silent", P
+    return f"{n_ok}/{n}, {len(silent)} silent", P
 
 
 def lab_value(folder, log, where, key):
@@ -440,14 +440,18 @@ def step_g_lab(a, runs, labs):
                      "range its text states: fix the code or the manifest)")
         else:
             n_ok += 1
-    return f"{labs}: {n_ok}/{len(expect)} ok, {cost['wall']:.0f} s", P
+    return f"{n_ok}/{len(expect)} ok, {cost['wall']:.0f} s", P
 
 
 # ----------------------------------------------------------------------------- the driver
 
-STEPS = [("a", "(a) ref pass", step_a_reference), ("b", "(b) stubs fail", step_b_stubs),
-         ("c", "(c) other tests", step_c_other_tests), ("d", "(d) leaks", step_d_leaks),
-         ("e", "(e) mutations", step_e_mutations), ("f", "(f) messages", step_f_messages)]
+# (column title, step); the table's cells: (a) graded tests passing on the reference; (b) failing on a stub;
+# (c) the handout's other tests; (d) solution statements found / looked for (own + later functions);
+# (e) mutations caught; (f) failing graded tests with an explicit first line, asserts without a message;
+# (g) lab numbers in range, the lab's wall time.
+STEPS = [("a", "(a) ref", step_a_reference), ("b", "(b) stubs", step_b_stubs),
+         ("c", "(c) others", step_c_other_tests), ("d", "(d) leaks", step_d_leaks),
+         ("e", "(e) mutants", step_e_mutations), ("f", "(f) explicit", step_f_messages)]
 
 
 def check(names=(), jobs=0, keep=None, root=ROOT, timeout=1800, labs="quick"):
@@ -512,8 +516,8 @@ def report(assignments, stats, problems, runs, seconds):
     graded_s = {a["name"]: sum(v.get("duration", 0) for _, e, _ in entries_of(a)
                                for v in match(runs.ref, e).values())
                 for a in assignments}
-    print("\ngraded tests' own time on the reference (what `pytest -m NAME` costs a student, plus ~10 s of "
-          "imports): "
+    print("\ngraded tests' summed durations in the reference run (it shares the CPUs with the other runs; a "
+          "student's `pytest -m NAME` alone is faster): "
           + ", ".join(f"{k} {v:.0f} s" for k, v in graded_s.items()))
     cpu = [runs.ref_cost["cpu"], sum(m[5]["cpu"] for m in runs.mutants),
            sum(c["cpu"] for *_, c in runs.handout_runs.values()),
