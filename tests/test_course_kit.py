@@ -239,6 +239,10 @@ def test_toy_grade_leads_with_one_line_per_failed_test(tmp_path):
 def test_toy_check_passes_then_names_each_defect(tmp_path):
     good = _kit(_toy(tmp_path / "good"), "check")
     assert "check: OK" in good.stdout and "1/1 caught" in good.stdout and "1/1 ok" in good.stdout
+    # one assignment; the lab commands themselves (--labs full), or none
+    full = _kit(tmp_path / "good", "check", "triple", "--labs", "full").stdout
+    assert "labs full" in full and "1/1 ok" in full and "check: OK" in full
+    assert "not run" in _kit(tmp_path / "good", "check", "toy", "--labs", "none").stdout
     # Defects: a graded test that passes on the stub, one that reaches a later assignment's function, a
     # mutation no test catches, one caught only by a message that names nothing, a later solution copied into
     # a test file, a lab whose number is not the one its text promises.
