@@ -1,10 +1,10 @@
-"""Wrong answers the graded tests must catch (`python course/make.py check`, step e). INSTRUCTOR-ONLY: the snippets
-are pieces of the solutions, so this file is never copied into a handout.
+"""Wrong answers the graded tests must catch (`python course/make.py check`, step e). INSTRUCTOR-ONLY: the
+snippets are pieces of the solutions, so this file is never copied into a handout.
 
-Each entry: (assignment, "module.Qualified.name", [(reference text, wrong text), ...], what a student got wrong).
-The reference text must occur exactly once inside that function (check says so when it no longer does). A mutation
-passes when at least one graded test of its assignment fails. Grow this list: the graded tests are only as good as
-the wrong answers they catch.
+Each entry: (assignment, "module.Qualified.name", [(reference text, wrong text), ...], what a student got
+wrong). The reference text must occur exactly once inside that function (check says so when it no longer
+does). A mutation passes when at least one graded test of its assignment fails. Grow this list: the graded
+tests are only as good as the wrong answers they catch.
 """
 
 MUTATIONS = [
@@ -28,7 +28,8 @@ MUTATIONS = [
      [("y if self.gamma_1 is None else self.gamma_1 * y", "y")],
      "layer scale forgotten on the attention branch"),
     ("vit", "vit.Attention.forward",
-     [("[self.q_bias, torch.zeros_like(self.v_bias), self.v_bias]", "[self.q_bias, self.v_bias, torch.zeros_like(self.v_bias)]")],
+     [("[self.q_bias, torch.zeros_like(self.v_bias), self.v_bias]", "[self.q_bias, self.v_bias, "
+                                                                    "torch.zeros_like(self.v_bias)]")],
      "BEiT's v bias added to k"),
     # ---------------------------------------------------------------- masking
     ("masking", "masking.random_masking",
@@ -73,8 +74,10 @@ MUTATIONS = [
      "positions added after the shuffle (to the wrong patches)"),
     # ---------------------------------------------------------------- maskdistill
     ("maskdistill", "maskdistill.maskdistill_loss",
-     [("normalize_target(teacher(imgs), args.target_norm)", "normalize_target(teacher.vit.norm(teacher(imgs)), 'none')")],
-     "target normalized with an affine LayerNorm (the teacher's ln_post) instead of Eq. 3's LN without affine"),
+     [("normalize_target(teacher(imgs), args.target_norm)",
+       "normalize_target(teacher.vit.norm(teacher(imgs)), 'none')")],
+     "target normalized with an affine LayerNorm (the teacher's ln_post) instead of Eq. 3's LN without "
+     "affine"),
     ("maskdistill", "maskdistill.normalize_target",
      [("return F.layer_norm(t, t.shape[-1:], eps=eps)",
        "return (t - t.mean(-1, keepdim=True)) / torch.sqrt(t.var(-1, keepdim=True) + eps)")],

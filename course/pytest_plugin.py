@@ -1,13 +1,14 @@
 """The pytest side of the course kit; tests/conftest.py imports these hooks.
 
-- a marker per assignment (`-m mae`) and per task (`-m mae_loss`) on its graded tests, from course/assignments.py
-  (minitorch's one-marker-per-task, kept in one manifest instead of decorators spread over the test files);
+- a marker per assignment (`-m mae`) and per task (`-m mae_loss`) on its graded tests, from
+  course/assignments.py (minitorch's one-marker-per-task, kept in one manifest instead of decorators spread
+  over the test files);
 - in a handout (course/handout.json names its assignment): a NON-graded test that fails because it reaches a
-  function the student has not written yet ("TODO —") is reported as skipped, naming that function; graded tests
-  fail as they are, with the TODO and its paper section in the message;
+  function not written yet ("TODO —": the student's, or a later assignment's) is reported as skipped, naming
+  that function; graded tests fail as they are, with the TODO and its paper section in the message;
 - MIMLAB_COURSE_REPORT=path: one JSON of per-test outcomes for `course/make.py grade` / `check`;
-- MIMLAB_COURSE_TRACE=path: the current test's node id in MIMLAB_COURSE_TEST, read by the instrumented copy that
-  `check` makes (which tests reach which blanked function).
+- MIMLAB_COURSE_TRACE=path: the current test's node id in MIMLAB_COURSE_TEST, read by the instrumented copy
+  that `check` makes (which tests reach which blanked function).
 """
 import json
 import os
@@ -21,7 +22,8 @@ from course.source import TODO
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRADED = {t: (a["name"], task["name"])
           for a in ASSIGNMENTS for task in a["tasks"] for t, _ in task["tests"]}
-EXTRA = os.environ.get("MIMLAB_COURSE_EXTRA", "")       # grade --extra_tests: held-back tests live under this path
+# grade --extra_tests: held-back tests live under this path
+EXTRA = os.environ.get("MIMLAB_COURSE_EXTRA", "")
 
 
 def handout_assignment(root=ROOT):
@@ -36,7 +38,8 @@ HANDOUT = handout_assignment()
 
 
 def graded_entry(nodeid):
-    """(assignment, task, entry) of a collected test: an entry is a node id; it covers all its parametrizations."""
+    """(assignment, task, entry) of a collected test: an entry is a node id; it covers all its
+    parametrizations."""
     base = nodeid.split("[", 1)[0]
     for key in (nodeid, base):
         if key in GRADED:
@@ -46,9 +49,11 @@ def graded_entry(nodeid):
 
 def pytest_configure(config):
     for a in ASSIGNMENTS:
-        config.addinivalue_line("markers", f"{a['name']}: graded tests of the course assignment '{a['name']}'")
+        config.addinivalue_line("markers",
+                                f"{a['name']}: graded tests of the course assignment '{a['name']}'")
         for task in a["tasks"]:
-            config.addinivalue_line("markers", f"{a['name']}_{task['name']}: graded tests of task {task['name']}")
+            config.addinivalue_line("markers", f"{a['name']}_{task['name']}: graded tests of task "
+                                               f"{task['name']}")
 
 
 @pytest.hookimpl(tryfirst=True)                          # before `-m` deselects by marker
@@ -67,7 +72,8 @@ def _graded_here(item):
 
 
 def todo_line(text):
-    """The first 'TODO — ...' line of an error text (also inside a subprocess's stderr in an assertion message)."""
+    """The first 'TODO — ...' line of an error text (also inside a subprocess's stderr in an assertion
+    message)."""
     for line in str(text).splitlines():
         if TODO in line:
             return line[line.index(TODO):].strip().rstrip("')\"")
@@ -76,7 +82,8 @@ def todo_line(text):
 
 def _todo_of(excinfo, rep):
     """A TODO line behind a failure: in the exception or what caused it (SystemExit wrappers), a subprocess's
-    captured output (CalledProcessError), the test's captured output, or an exception in one of its threads."""
+    captured output (CalledProcessError), the test's captured output, or an exception in one of its
+    threads."""
     e, seen = excinfo.value, set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
@@ -92,7 +99,8 @@ def _todo_of(excinfo, rep):
     return _THREAD_TODO.get(rep.nodeid)
 
 
-_THREAD_TODO = {}                                       # node id -> TODO line raised in a thread the test started
+# node id -> TODO line raised in a thread the test started
+_THREAD_TODO = {}
 
 
 def _thread_hook(prev, nodeid):
@@ -112,8 +120,13 @@ def pytest_runtest_makereport(item, call):
         line = _todo_of(call.excinfo, rep)
         if line:
             rep.outcome = "skipped"
-            rep.longrepr = (str(item.path), (item.location[1] or 0) + 1,
-                            f"Skipped: needs a function this handout leaves to you: {line}")
+            reason = f"Skipped: reaches an unwritten function: {line}"
+            rep.longrepr = (str(item.path), (item.location[1] or 0) + 1, reason)
+    if rep.failed and call.excinfo is not None and item.nodeid not in _EXCEPTIONS:
+        # the exception itself, for grade's one-line summary and check (f): an `assert cond, msg` gives str()
+        # =
+        # "msg\nassert ..." (pytest's introspection below the message); a bare `assert` gives "assert ..."
+        _EXCEPTIONS[item.nodeid] = (call.excinfo.typename, str(call.excinfo.value))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -128,9 +141,12 @@ def pytest_runtest_protocol(item, nextitem):
     os.environ.pop("MIMLAB_COURSE_TEST", None)
 
 
-# ----------------------------------------------------------------------------- per-test results for grade / check
+# ----------------------------------------------------------------------------- per-test results for grade /
+# check
 
 _RESULTS = {}
+# node id -> (exception type, str(exception)) of its failure
+_EXCEPTIONS = {}
 
 
 def _short(rep):
@@ -143,14 +159,21 @@ def _short(rep):
 
 
 def pytest_runtest_logreport(report):
+    """One result per test: outcome, message (a failure: the exception's own text; a skip: its reason),
+    exception (its type name, "" unless failed), output (pytest's report, its end), duration (s, setup + call
+    + teardown)."""
     if not os.environ.get("MIMLAB_COURSE_REPORT"):
         return
-    r = _RESULTS.setdefault(report.nodeid, {"outcome": "passed", "message": "", "output": ""})
+    r = _RESULTS.setdefault(report.nodeid, {"outcome": "passed", "message": "", "exception": "", "output": "",
+                                            "duration": 0.0})
+    r["duration"] = round(r["duration"] + report.duration, 3)
     if report.when == "call" or report.outcome != "passed":
-        if r["outcome"] == "passed" or report.outcome == "failed":   # the first problem of setup/call/teardown wins
+        # the first problem of setup/call/teardown wins
+        if r["outcome"] == "passed" or report.outcome == "failed":
             r["outcome"] = report.outcome
             if report.outcome != "passed":
-                r["message"] = _short(report)[:2000]
+                kind, text = _EXCEPTIONS.get(report.nodeid, ("", "")) if report.failed else ("", "")
+                r["exception"], r["message"] = kind, (text or _short(report))[:4000]
                 r["output"] = (report.longreprtext or "")[-6000:]
 
 

@@ -1,11 +1,12 @@
-"""Source surgery for the course kit, done with `ast` on the text of the concept files (never by importing them):
+"""Source surgery for the course kit, done with `ast` on the text of the concept files (never by importing
+them):
 
   find_def      the def of a qualified name ("patchify", "MaskedAutoencoder.forward_loss")
   blank         its body -> `raise NotImplementedError("TODO — <paper §>: <hint> [<module.qualname>]")`; the
                 decorators, signature, docstring and the comments around the def stay
-  restore       the reverse, from a reference file (to check that a handout grades full with the reference bodies)
-  instrument    a first statement that records the call (which tests reach which blanked function, for `check`)
-  mutate        replace a snippet inside one function (a wrong answer, for `check`)
+  restore       the reverse, from a reference file (to check that a handout grades full with the reference
+  bodies) instrument    a first statement that records the call (which tests reach which blanked function, for
+  `check`) mutate        replace a snippet inside one function (a wrong answer, for `check`)
   fingerprints  the non-trivial statements of a body, normalized by ast.unparse (the leak scan of `check`)
 """
 import ast
@@ -34,14 +35,16 @@ def find_def(tree, qualname):
 
 def _docstring(node):
     first = node.body[0]
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
         return first
     return None
 
 
 def body_span(lines, node):
-    """(first, last, indent) of the lines a blank replaces, 1-based inclusive: everything after the docstring (or the
-    signature), comments inside the body included, up to the last statement and the comments indented under it."""
+    """(first, last, indent) of the lines a blank replaces, 1-based inclusive: everything after the docstring
+    (or the signature), comments inside the body included, up to the last statement and the comments indented
+    under it."""
     doc = _docstring(node)
     stmts = node.body[1:] if doc else node.body
     if not stmts:
@@ -52,7 +55,8 @@ def body_span(lines, node):
     first_stmt = min([stmts[0].lineno] + [d.lineno for d in getattr(stmts[0], "decorator_list", [])])
     if doc:
         first = doc.end_lineno + 1
-    else:                                            # the comments between the signature and the first statement
+    # the comments between the signature and the first statement
+    else:
         first = first_stmt
         while first - 1 > node.lineno and lines[first - 2].strip().startswith("#"):
             first -= 1
@@ -77,7 +81,8 @@ def _locate(src, qualname, where):
     tree = _parse(src, where)
     node = find_def(tree, qualname)
     if node is None:
-        raise SourceError(f"{where}: no function or method '{qualname}' (renamed? update course/assignments.py)")
+        raise SourceError(f"{where}: no function or method '{qualname}' (renamed? update "
+                          "course/assignments.py)")
     return node
 
 
@@ -89,7 +94,8 @@ def blank(src, qualname, message, where="?"):
     """`src` with the body of `qualname` replaced by one `raise NotImplementedError(message)`."""
     lines = src.splitlines(keepends=True)
     first, last, indent = body_span(lines, _locate(src, qualname, where))
-    stub = f"{indent}raise NotImplementedError({json.dumps(message, ensure_ascii=False)})\n"   # "..." like the issue
+    # "..." like the issue
+    stub = f"{indent}raise NotImplementedError({json.dumps(message, ensure_ascii=False)})\n"
     return "".join(lines[:first - 1] + [stub] + lines[last:])
 
 
@@ -108,7 +114,8 @@ def restore(src, qualname, reference_src, where="?"):
 
 
 _HIT_HELPER = '''
-def _course_hit(name, _seen=set()):  # course/ check: which test reaches which blanked function (instrumented copy only)
+# course/ check: which test reaches which blanked function (instrumented copy only)
+def _course_hit(name, _seen=set()):
     import os
     path, test = os.environ.get("MIMLAB_COURSE_TRACE"), os.environ.get("MIMLAB_COURSE_TEST", "")
     if path and (test, name) not in _seen:
@@ -131,7 +138,8 @@ def instrument(src, qualnames, module, where="?"):
         at = min([stmts[0].lineno] + [d.lineno for d in getattr(stmts[0], "decorator_list", [])])
         indent = " " * stmts[0].col_offset
         inserts.append((at, f'{indent}_course_hit("{module}.{q}")\n'))
-    top = 0                                        # after the module docstring and any `from __future__` import
+    # after the module docstring and any `from __future__` import
+    top = 0
     for stmt in tree.body:
         is_doc = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and stmt is tree.body[0]
         if is_doc or (isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"):
@@ -145,15 +153,18 @@ def instrument(src, qualnames, module, where="?"):
 
 
 def mutate(src, qualname, replacements, where="?"):
-    """`src` with each (old, new) replaced inside the def of `qualname`; each `old` must occur there exactly once."""
+    """`src` with each (old, new) replaced inside the def of `qualname`; each `old` must occur there exactly
+    once."""
     node = _locate(src, qualname, where)
     lines = src.splitlines(keepends=True)
     start = min([node.lineno] + [d.lineno for d in node.decorator_list])
-    head, seg, tail = "".join(lines[:start - 1]), "".join(lines[start - 1:node.end_lineno]), "".join(lines[node.end_lineno:])
+    head, seg = "".join(lines[:start - 1]), "".join(lines[start - 1:node.end_lineno])
+    tail = "".join(lines[node.end_lineno:])
     for old, new in replacements:
         n = seg.count(old)
         if n != 1:
-            raise SourceError(f"{where}: {qualname} contains {old!r} {n} times, not once (update course/mutations.py)")
+            raise SourceError(f"{where}: {qualname} contains {old!r} {n} times, not once (update "
+                              "course/mutations.py)")
         seg = seg.replace(old, new)
     out = head + seg + tail
     _parse(out, f"{where} after the mutation")
@@ -162,13 +173,15 @@ def mutate(src, qualname, replacements, where="?"):
 
 # ----------------------------------------------------------------------------- leak scan
 
-TRIVIAL_LEN = 24     # statements shorter than this (`return x`, `B, N, D = x.shape`) are not evidence of a leak
+# statements shorter than this (`return x`, `B, N, D = x.shape`) are not evidence of a leak
+TRIVIAL_LEN = 24
 
 
 def _simple_statements(nodes):
     for node in nodes:
         for sub in ast.walk(node):
-            if isinstance(sub, ast.stmt) and not hasattr(sub, "body"):     # Assign, Return, Expr, AugAssign, ...
+            # Assign, Return, Expr, AugAssign, ...
+            if isinstance(sub, ast.stmt) and not hasattr(sub, "body"):
                 yield sub
 
 
@@ -189,8 +202,8 @@ def fingerprints(src, qualname, where="?"):
 
 
 def find_leaks(root, prints):
-    """[(relative path, line, statement)] for every fingerprint found in a file under `root`: .py files compare
-    statements (formatting-proof), other text files compare whitespace-collapsed text."""
+    """[(relative path, line, statement)] for every fingerprint found in a file under `root`: .py files
+    compare statements (formatting-proof), other text files compare whitespace-collapsed text."""
     hits = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in (".git", "__pycache__")]

@@ -44,7 +44,7 @@ def test_decay_0_copies_the_model_exactly():
     _perturb(model, 1)
     ema.update(model)
     for (k, v), e in zip(model.state_dict().items(), ema.state_dict().values()):
-        assert torch.equal(v, e), k
+        assert torch.equal(v, e), f"FT-CLIP §2.1 EMA: decay 0: expected an exact copy, {k} differs"
 
 
 def test_decay_1_freezes_the_average():
@@ -55,7 +55,7 @@ def test_decay_1_freezes_the_average():
     for s in range(3):
         ema.update(_perturb(model, s))
     for k, p in ema.module.named_parameters():
-        assert torch.equal(p, before[k]), k
+        assert torch.equal(p, before[k]), f"FT-CLIP §2.1 EMA: decay 1: expected no change, {k} moved"
 
 
 def test_one_step_equals_the_formula_for_every_parameter_and_copies_buffers():
@@ -67,9 +67,15 @@ def test_one_step_equals_the_formula_for_every_parameter_and_copies_buffers():
     ema.update(model)
     for k, p in model.named_parameters():
         expected = 0.9998 * old[k] + (1 - 0.9998) * p.detach()        # FT-CLIP §2.1, hand-computed
-        torch.testing.assert_close(ema.module.get_parameter(k), expected, rtol=1e-6, atol=1e-7)
-    assert torch.equal(ema.module.bn.running_mean, model.bn.running_mean)              # buffers: copied, not averaged
-    assert ema.module.bn.num_batches_tracked.item() == model.bn.num_batches_tracked.item() == 7
+        torch.testing.assert_close(ema.module.get_parameter(k), expected, rtol=1e-6, atol=1e-7,
+                                   msg=lambda m: f"FT-CLIP §2.1 EMA: {k}: expected "
+                                                 f"0.9998 x average + 0.0002 x parameter\n{m}")
+    # buffers: copied, not averaged
+    assert torch.equal(ema.module.bn.running_mean, model.bn.running_mean), (
+        "FT-CLIP §2.1 EMA: expected the buffers (BatchNorm running_mean) copied from the model, not averaged")
+    assert ema.module.bn.num_batches_tracked.item() == model.bn.num_batches_tracked.item() == 7, (
+        "FT-CLIP §2.1 EMA: expected num_batches_tracked copied (7), got "
+        f"{ema.module.bn.num_batches_tracked.item()}")
 
 
 def test_the_average_is_an_fp32_eval_copy_sharing_no_storage():
@@ -90,10 +96,12 @@ def test_parameters_are_matched_by_name_not_position():
     ema = ModelEma(model, decay=0.5)
     other = Reordered()
     other.load_state_dict(_perturb(Net(), 3).state_dict())       # same values per name, other registration order
-    assert [n for n, _ in other.named_parameters()][0] == "b.weight"
+    assert [n for n, _ in other.named_parameters()][0] == "b.weight", "the premise: another parameter order"
     old_a = ema.module.a.weight.clone()
     ema.update(other)
-    torch.testing.assert_close(ema.module.a.weight, 0.5 * old_a + 0.5 * other.a.weight.detach())
+    torch.testing.assert_close(ema.module.a.weight, 0.5 * old_a + 0.5 * other.a.weight.detach(),
+                               msg=lambda m: "FT-CLIP §2.1 EMA: expected parameters matched BY NAME (a.weight "
+                                             f"with a.weight), not by position\n{m}")
 
 
 def test_state_dict_round_trip():
@@ -119,12 +127,17 @@ def test_ddp_and_compile_wrappers_are_unwrapped():
     torch.manual_seed(0)
     model = Net()
     compiled = torch.compile(model)                               # an OptimizedModule; nothing compiles until called
-    assert unwrap(compiled) is model and unwrap(Wrapper(compiled)) is model
+    assert unwrap(compiled) is model and unwrap(Wrapper(compiled)) is model, (
+        "FT-CLIP §2.1 EMA: expected unwrap to return the plain model under torch.compile and DDP-like "
+        "wrappers")
     ema = ModelEma(Wrapper(compiled), decay=0.0)
-    assert set(ema.state_dict()) == set(model.state_dict())       # no "module." / "_orig_mod." prefixes
+    assert set(ema.state_dict()) == set(model.state_dict()), (   # no "module." / "_orig_mod." prefixes
+        f"FT-CLIP §2.1 EMA: expected the plain model's names, got {sorted(ema.state_dict())[:4]}")
     _perturb(model, 2)
     ema.update(Wrapper(compiled))
-    assert torch.equal(ema.module.b.weight, model.b.weight)
+    assert torch.equal(ema.module.b.weight, model.b.weight), (
+        "FT-CLIP §2.1 EMA: decay 0 through a DDP / compile wrapper: expected the unwrapped model's weights "
+        "copied")
 
 
 def test_decay_for_batch_keeps_the_horizon_in_images():

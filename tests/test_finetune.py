@@ -58,15 +58,24 @@ def test_llrd_vit_b_scales_are_decay_to_the_13_minus_layer_id_and_equal_mae_refe
            "blocks.0.attn.qkv.weight": 1, "blocks.0.norm1.bias": 1, "blocks.5.mlp.fc1.weight": 6,
            "blocks.11.mlp.fc2.weight": 12, "fc_norm.weight": 13, "head.weight": 13, "head.bias": 13}
     for name, i in ids.items():
-        assert layer_id(name, 12) == i, name
-        assert by_name[name]["lr_scale"] == 0.65 ** (13 - i), name
-        assert abs(by_name[name]["lr_scale"] - MAE_B_065[i]) <= 5e-7, name          # the reference's 6 digits
-    assert len(groups) == 28                                                      # reference §2.3: 28 groups for ViT-B
+        assert layer_id(name, 12) == i, (
+            f"FT-CLIP §2.1 LLRD: expected layer_id('{name}', 12) = {i}, got {layer_id(name, 12)}")
+        assert by_name[name]["lr_scale"] == 0.65 ** (13 - i), (
+            f"FT-CLIP §2.1 LLRD: {name} (layer {i}): expected lr_scale 0.65 ** (13 - {i}) = "
+            f"{0.65 ** (13 - i):.6g}, got {by_name[name]['lr_scale']:.6g}")
+        assert abs(by_name[name]["lr_scale"] - MAE_B_065[i]) <= 5e-7, (             # the reference's 6 digits
+            f"FT-CLIP §2.1 LLRD: {name}: expected MAE's lr_scale {MAE_B_065[i]}, got "
+            f"{by_name[name]['lr_scale']:.6g}")
+    # reference §2.3: 28 groups for ViT-B
+    assert len(groups) == 28, (
+        f"FT-CLIP §2.1 LLRD: expected 28 groups for ViT-B (14 layers x decay / no decay), got {len(groups)}")
     for name in ["cls_token", "pos_embed", "patch_embed.proj.bias", "blocks.0.norm1.weight", "blocks.3.attn.qkv.bias",
                  "fc_norm.bias", "head.bias"]:
-        assert by_name[name]["weight_decay"] == 0.0, name
+        assert by_name[name]["weight_decay"] == 0.0, (
+            f"MAE App. A.1: expected no weight decay on {name}, got {by_name[name]['weight_decay']}")
     for name in ["patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.11.mlp.fc2.weight", "head.weight"]:
-        assert by_name[name]["weight_decay"] == 0.05, name
+        assert by_name[name]["weight_decay"] == 0.05, (
+            f"MAE App. A.1: expected weight decay 0.05 on {name}, got {by_name[name]['weight_decay']}")
 
 
 def test_llrd_clip_b16_puts_ln_pre_in_layer_0_and_matches_ftclip_groups_and_param_count():
@@ -75,15 +84,29 @@ def test_llrd_clip_b16_puts_ln_pre_in_layer_0_and_matches_ftclip_groups_and_para
         model = build_model(args, 1000)
     groups = {g["name"]: g for g in param_groups_lrd(model, args.weight_decay, args.layer_decay)}
     # reference §3.3: layer_0_no_decay = {class_embedding, positional_embedding, ln_pre.w/b}; conv1 is frozen (§3.1)
-    assert set(groups["layer_0_no_decay"]["param_names"]) == {"cls_token", "pos_embed", "norm_pre.weight", "norm_pre.bias"}
-    assert "layer_0_decay" not in groups and not model.patch_embed.proj.weight.requires_grad
-    assert groups["layer_13_decay"]["param_names"] == ["head.weight"]
-    assert set(groups["layer_13_no_decay"]["param_names"]) == {"fc_norm.weight", "fc_norm.bias", "head.bias"}
+    layer0 = set(groups["layer_0_no_decay"]["param_names"])
+    assert layer0 == {"cls_token", "pos_embed", "norm_pre.weight", "norm_pre.bias"}, (
+        "FT-CLIP §2.1 LLRD: expected CLIP's ln_pre (norm_pre) in layer 0 with cls_token and pos_embed, got "
+        f"{layer0}")
+    assert "layer_0_decay" not in groups and not model.patch_embed.proj.weight.requires_grad, (
+        "FT-CLIP §2.1: expected the patch conv frozen, so no layer_0_decay group")
+    assert groups["layer_13_decay"]["param_names"] == ["head.weight"], (
+        f"FT-CLIP §2.1 LLRD: expected layer 13 (depth + 1) decay = [head.weight], got "
+        f"{groups['layer_13_decay']['param_names']}")
+    top = set(groups["layer_13_no_decay"]["param_names"])
+    assert top == {"fc_norm.weight", "fc_norm.bias", "head.bias"}, (
+        f"FT-CLIP §2.1 LLRD: expected fc_norm and head.bias in layer 13 (depth + 1), got {top}")
     for name, g in groups.items():
         i = int(name.split("_")[1])
-        assert abs(g["lr_scale"] - FTCLIP_B_06[i]) <= 5e-7, name
-    assert model.norm_pre is not None and isinstance(model.norm, nn.Identity) and model.proj is None   # ln_post, proj dropped
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 85_978_600              # reference §3.1
+        assert abs(g["lr_scale"] - FTCLIP_B_06[i]) <= 5e-7, (
+            f"FT-CLIP §2.1 LLRD: group {name}: expected FT-CLIP's lr_scale {FTCLIP_B_06[i]} (0.6 ** (13 - "
+            f"{i})), got {g['lr_scale']:.6g}")
+    # ln_post, proj dropped
+    assert model.norm_pre is not None and isinstance(model.norm, nn.Identity) and model.proj is None, (
+        "FT-CLIP §2.1: expected ln_pre kept, ln_post and proj dropped")
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # reference §3.1
+    assert n == 85_978_600, f"FT-CLIP §2.1: expected 85,978,600 trainable parameters (reference), got {n:,}"
 
 
 def test_group_lrs_after_real_steps_are_schedule_times_decay_power(tmp_path):
@@ -102,8 +125,12 @@ def test_group_lrs_after_real_steps_are_schedule_times_decay_power(tmp_path):
     lr5 = engine.lr_at(5, total_steps=12, warmup_steps=4, lr=args.lr, min_lr=args.min_lr)
     for g in opt.param_groups:
         for name in g["param_names"]:
-            assert g["lr"] == pytest.approx(lr5 * 0.7 ** (3 - layer_id(name, 2)), rel=1e-12), name
-    assert not torch.equal(model.cls_token, start["cls_token"])                # even layer 0 moved (slowly)
+            want = lr5 * 0.7 ** (3 - layer_id(name, 2))
+            assert g["lr"] == pytest.approx(want, rel=1e-12), (
+                f"FT-CLIP §2.1 LLRD: {name} after 6 steps: expected lr = schedule x 0.7 ** (3 - layer "
+                f"{layer_id(name, 2)}) = {want:.6g}, got {g['lr']:.6g}")
+    assert not torch.equal(model.cls_token, start["cls_token"]), (           # even layer 0 moved (slowly)
+        "FT-CLIP §2.1 LLRD: expected layer 0 (cls_token) to move too, with the smallest lr")
 
 
 # ----------------------------------------------------------------------------- presets = the papers' tables

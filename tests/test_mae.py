@@ -24,11 +24,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_patchify_unpatchify_identity_and_channel_last_layout():
     x = torch.randn(2, 3, 32, 32)
     p = patchify(x, 8)
-    assert p.shape == (2, 16, 8 * 8 * 3)
-    assert torch.equal(unpatchify(p, 8), x)
+    assert p.shape == (2, 16, 8 * 8 * 3), (
+        f"MAE §3: expected (B, N, P*P*C) = (2, 16, 192), got {tuple(p.shape)}")
+    assert torch.equal(unpatchify(p, 8), x), "MAE §3: expected unpatchify(patchify(x)) == x exactly"
     # MAE layout (reference §1.2): pixel (i, j) channel c of patch (r, s) sits at index (i*P + j)*3 + c
     r, s, i, j, c = 1, 2, 3, 5, 2
-    assert p[0, r * 4 + s, (i * 8 + j) * 3 + c] == x[0, c, r * 8 + i, s * 8 + j]
+    assert p[0, r * 4 + s, (i * 8 + j) * 3 + c] == x[0, c, r * 8 + i, s * 8 + j], (
+        "MAE §3: expected pixel (i=3, j=5), channel c=2 of patch (row 1, column 2) at p[0, 1*4 + 2, (3*8 + "
+        "5)*3 + 2] (patches row-major, pixels row-major, channels last)")
 
 
 def test_loss_ignores_visible_patches_and_is_mean_over_removed():
@@ -39,25 +42,36 @@ def test_loss_ignores_visible_patches_and_is_mean_over_removed():
     loss, pred, mask = m(imgs, 0.75)
     changed = pred.detach().clone()
     changed[~mask] += 10.0                                       # visible patches: must not matter
-    assert torch.equal(m.forward_loss(imgs, changed, mask), m.forward_loss(imgs, pred.detach(), mask))
+    assert torch.equal(m.forward_loss(imgs, changed, mask), m.forward_loss(imgs, pred.detach(), mask)), (
+        "MAE §3 'Reconstruction target': expected the loss to ignore the visible patches' predictions")
     per_patch = ((pred.detach() - m.target(imgs)) ** 2).mean(-1)   # (B, N)
-    torch.testing.assert_close(loss.detach(), per_patch[mask].mean())
-    assert int(mask.sum()) == 2 * (16 - 4)                       # 75% of 16 patches removed per image
+    torch.testing.assert_close(loss.detach(), per_patch[mask].mean(), msg=lambda msg: (
+        f"MAE §3: expected the MSE per patch averaged over the removed patches only ({int(mask.sum())} of "
+        f"them)\n{msg}"))
+    assert int(mask.sum()) == 2 * (16 - 4), (                    # 75% of 16 patches removed per image
+        f"MAE §3: expected 24 removed patches (12 of 16 per image), got {int(mask.sum())}")
 
 
 def test_norm_pix_target_has_per_patch_mean_0_var_1():
     m = create_mae("mae_vit_test", norm_pix_loss=True)
     t = m.target(torch.rand(3, 3, 32, 32) * 5 + 2)
-    torch.testing.assert_close(t.mean(-1), torch.zeros(3, 16), atol=1e-5, rtol=0)
-    torch.testing.assert_close(t.var(-1), torch.ones(3, 16), atol=1e-3, rtol=0)   # unbiased var, eps 1e-6
+    torch.testing.assert_close(t.mean(-1), torch.zeros(3, 16), atol=1e-5, rtol=0, msg=lambda msg: (
+        f"MAE §3 'Reconstruction target': norm_pix_loss: expected per-patch mean 0\n{msg}"))
+    torch.testing.assert_close(t.var(-1), torch.ones(3, 16), atol=1e-3, rtol=0,   # unbiased var, eps 1e-6
+                               msg=lambda msg: "MAE §3 'Reconstruction target': norm_pix_loss: expected "
+                                               "per-patch (unbiased) variance 1: (t - mean) / sqrt(var + "
+                                               f"1e-6)\n{msg}")
     raw = create_mae("mae_vit_test", norm_pix_loss=False)
     x = torch.rand(1, 3, 32, 32)
-    assert torch.equal(raw.target(x), patchify(x, 8))
+    assert torch.equal(raw.target(x), patchify(x, 8)), (
+        "MAE §3 'Reconstruction target': without norm_pix_loss expected the raw patches, patchify(imgs, P)")
 
 
 def test_flops_ratio_vit_l_with_vs_without_encoder_mask_tokens_is_3_3():
     ratio = mae_flops("mae_vit_large_patch16", True) / mae_flops("mae_vit_large_patch16", False)
-    assert abs(ratio - 3.3) <= 0.2                                # MAE Table 1c: 3.3x
+    assert abs(ratio - 3.3) <= 0.2, (                             # MAE Table 1c: 3.3x
+        "MAE Table 1(c): expected the encoder with mask tokens to cost 3.3 +- 0.2 x the encoder on the "
+        f"visible patches only (ViT-L), got {ratio:.2f} x")
 
 
 def test_parameter_counts_match_mae_reference():
@@ -71,9 +85,12 @@ def test_parameter_counts_match_mae_reference():
 def test_encoder_mask_tokens_variant_sees_all_patches():
     m = create_mae("mae_vit_test", encoder_mask_tokens=True)
     latent, mask, _ = m.forward_encoder(torch.randn(2, 3, 32, 32), 0.75)
-    assert latent.shape == (2, 17, 64)
+    assert latent.shape == (2, 17, 64), (
+        "MAE Table 1(c): encoder_mask_tokens: expected all tokens (B, 1 + N, D) = (2, 17, 64), got "
+        f"{tuple(latent.shape)}")
     fast = create_mae("mae_vit_test")
-    assert fast.forward_encoder(torch.randn(2, 3, 32, 32), 0.75)[0].shape == (2, 5, 64)
+    shape = tuple(fast.forward_encoder(torch.randn(2, 3, 32, 32), 0.75)[0].shape)
+    assert shape == (2, 5, 64), f"MAE §3: expected cls + 4 visible tokens (2, 5, 64), got {shape}"
 
 
 def test_tiny_mae_overfits_one_batch():
@@ -89,7 +106,9 @@ def test_tiny_mae_overfits_one_batch():
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < losses[0] / 5, (losses[0], losses[-1])
+    assert losses[-1] < losses[0] / 5, (
+        "MAE §3: expected the tiny MAE to memorise one batch, its loss falling 5x in 300 steps, got "
+        f"{losses[0]:.4f} -> {losses[-1]:.4f}")
 
 
 def _run(tmp_path, *extra, name="run"):

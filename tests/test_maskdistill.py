@@ -124,11 +124,16 @@ def test_target_tokens_equal_open_clip(tiny_clip, target):
         visual.output_tokens = False
         hook.remove()
     expect = {"raw": seen["raw"][:, 1:], "ln": tokens, "proj": tokens @ visual.proj}[target]
-    torch.testing.assert_close(teacher(imgs), expect, atol=1e-5, rtol=0)
+    what = {"raw": "the last block's patch tokens (no ln_post)", "ln": "ln_post(patch tokens)",
+            "proj": "ln_post(patch tokens) @ proj"}[target]
+    torch.testing.assert_close(teacher(imgs), expect, atol=1e-5, rtol=0, msg=lambda m: (
+        f"MaskDistill §3 / EVA §2.2: target '{target}': expected open_clip's {what}, cls dropped\n{m}"))
     # a larger crop is resized to the teacher's 32 px (bicubic, antialiased) before normalization
     big = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     small = F.interpolate(big, size=(32, 32), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    torch.testing.assert_close(teacher(big), teacher(small), atol=0, rtol=0)
+    torch.testing.assert_close(teacher(big), teacher(small), atol=0, rtol=0, msg=lambda m: (
+        "MaskDistill §4.1: expected a 64 px input resized to the teacher's 32 px (bicubic, "
+        f"align_corners=False, antialias=True, clamp 0..1) before normalizing\n{m}"))
 
 
 def _open_clip_projected_tokens(visual, imgs):
@@ -208,19 +213,28 @@ def test_mae_encoder_teacher_from_encoder_pt(tmp_path):
     path = str(tmp_path / "encoder.pt")
     engine.save_encoder(path, enc, enc.cfg, "mae.py", argparse.Namespace())
     teacher = md.build_teacher(path, "ignored", (4, 4), "raw")
-    assert teacher.mean_std == "imagenet" and teacher.out_dim == 64
+    assert teacher.mean_std == "imagenet" and teacher.out_dim == 64, (
+        f"MaskDistill §4.1: an MAE encoder teacher: expected ImageNet mean/std and width 64, got "
+        f"{teacher.mean_std}, {teacher.out_dim}")
     imgs = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         x = md.normalize_image(imgs, "imagenet")
         expect = enc.forward_blocks(enc.prepend_cls(enc.embed_patches(x)), final_norm=False)[:, 1:]
-    torch.testing.assert_close(teacher(imgs), expect, atol=0, rtol=0)
+    torch.testing.assert_close(teacher(imgs), expect, atol=0, rtol=0, msg=lambda m: (
+        "MaskDistill §3: target 'raw': expected the encoder's blocks without the final norm on the "
+        f"ImageNet-normalized images, cls dropped\n{m}"))
     # no proj in an MAE encoder: the default target falls back to its output features, the final-norm tokens
     fallback = md.build_teacher(path, "ignored", (4, 4))
-    assert fallback.target == "ln" and fallback.out_dim == 64
+    assert fallback.target == "ln" and fallback.out_dim == 64, (
+        "MaskDistill §3: no proj: expected the target to fall back to 'ln' (width 64), got "
+        f"{fallback.target} ({fallback.out_dim})")
     with torch.no_grad():
         final = enc.forward_features(x)[:, 1:]                                # MAE encoder output (ends in norm)
-    torch.testing.assert_close(fallback(imgs), final, atol=0, rtol=0)
-    assert not torch.allclose(fallback(imgs), expect, atol=1e-3)
+    torch.testing.assert_close(fallback(imgs), final, atol=0, rtol=0, msg=lambda m: (
+        "MaskDistill §3: target 'ln': expected the blocks, then vit.norm (the MAE encoder's output), cls "
+        f"dropped\n{m}"))
+    assert not torch.allclose(fallback(imgs), expect, atol=1e-3), (
+        "MaskDistill §3: expected target 'ln' (after vit.norm) to differ from 'raw' (before it)")
 
 
 def test_bad_teacher_inputs_are_one_line_system_exits(tiny_clip, tmp_path):
@@ -240,14 +254,20 @@ def test_bad_teacher_inputs_are_one_line_system_exits(tiny_clip, tmp_path):
 def test_target_norm_is_layer_norm_without_affine_biased_variance():
     t = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(0)) * 3 + 7
     n = md.normalize_target(t, "ln")
-    assert torch.equal(n, F.layer_norm(t, (16,), eps=1e-6))                   # Eq. 3, no weight / bias
-    torch.testing.assert_close(n.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
-    torch.testing.assert_close(n.var(-1, unbiased=False), torch.ones(2, 5), atol=1e-5, rtol=0)
+    assert torch.equal(n, F.layer_norm(t, (16,), eps=1e-6)), (                # Eq. 3, no weight / bias
+        "MaskDistill Eq. 3: 'ln': expected exactly F.layer_norm(t, (Dt,), eps=1e-6): no weight, no bias, "
+        f"biased variance; max |diff| {(n - F.layer_norm(t, (16,), eps=1e-6)).abs().max():.3g}")
+    torch.testing.assert_close(n.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0, msg=lambda m: (
+        f"MaskDistill Eq. 3: 'ln': expected mean 0 over each token's channels\n{m}"))
+    torch.testing.assert_close(n.var(-1, unbiased=False), torch.ones(2, 5), atol=1e-5, rtol=0, msg=lambda m: (
+        f"MaskDistill Eq. 3: 'ln': expected (biased) variance 1 over each token's channels\n{m}"))
     unbiased = (t - t.mean(-1, keepdim=True)) / torch.sqrt(t.var(-1, keepdim=True) + 1e-6)
-    assert not torch.allclose(n, unbiased, atol=1e-3)                        # pinned: biased variance
+    assert not torch.allclose(n, unbiased, atol=1e-3), (                       # pinned: biased variance
+        "MaskDistill Eq. 3: 'ln': expected LayerNorm's biased variance, got the unbiased one")
     b = md.normalize_target(t, "bn")                                          # Table 8: per channel over tokens
-    torch.testing.assert_close(b.mean((0, 1)), torch.zeros(16), atol=1e-5, rtol=0)
-    assert torch.equal(md.normalize_target(t, "none"), t)                     # EVA §2.2
+    torch.testing.assert_close(b.mean((0, 1)), torch.zeros(16), atol=1e-5, rtol=0, msg=lambda m: (
+        f"MaskDistill Table 8: 'bn': expected mean 0 per channel over (B, N)\n{m}"))
+    assert torch.equal(md.normalize_target(t, "none"), t), "EVA §2.2: 'none': expected the target unchanged"
 
 
 # ----------------------------------------------------------------------------- S: student
@@ -299,62 +319,85 @@ def test_loss_ignores_unmasked_positions_and_is_minimal_at_target(kind):
     mask = torch.rand(2, 16, generator=g) < 0.4
     loss = md.mim_loss(pred, target, mask, kind)
     changed = torch.where(mask.unsqueeze(-1), pred, pred + 100 * torch.randn(2, 16, 8, generator=g))
-    assert torch.equal(md.mim_loss(changed, target, mask, kind), loss)
+    assert torch.equal(md.mim_loss(changed, target, mask, kind), loss), (
+        f"MaskDistill Eq. 3: '{kind}': expected the loss to ignore the unmasked tokens (mask False)")
     best = md.mim_loss(target.clone(), target, mask, kind)
-    assert float(best) == pytest.approx(-1.0 if kind == "cosine" else 0.0, abs=1e-6)
-    assert float(md.mim_loss(pred, target, None, kind)) != pytest.approx(float(loss))   # None = all tokens
+    assert float(best) == pytest.approx(-1.0 if kind == "cosine" else 0.0, abs=1e-6), (
+        f"MaskDistill Eq. 3 / EVA §2.2: '{kind}': expected {-1.0 if kind == 'cosine' else 0.0} for a perfect "
+        f"prediction, got {float(best):.6g}")
+    every = float(md.mim_loss(pred, target, None, kind))
+    assert every != pytest.approx(float(loss)), (                             # None = all tokens
+        f"MaskDistill Table 5: '{kind}': expected mask=None to use all tokens (a different loss), got the "
+        f"same {every:.6g}")
 
 
 def test_smooth_l1_is_quadratic_below_beta_and_linear_above():
     def one(d, beta):                                              # one masked token, one channel
         return float(md.mim_loss(torch.tensor([[[d]]]), torch.zeros(1, 1, 1), None, "smooth_l1", beta))
-    assert one(0.5, 1.0) == pytest.approx(0.125)                   # 0.5 d^2 / beta
-    assert one(2.0, 1.0) == pytest.approx(1.5)                     # |d| - 0.5 beta
-    assert one(1.0, 2.0) == pytest.approx(0.25)
-    assert one(3.0, 2.0) == pytest.approx(2.0)
-    assert one(-3.0, 2.0) == pytest.approx(2.0)
-    assert _args().smooth_l1_beta == 1.0                           # the documented default
+    for d, beta, want in [(0.5, 1.0, 0.125), (2.0, 1.0, 1.5), (1.0, 2.0, 0.25), (3.0, 2.0, 2.0),
+                          (-3.0, 2.0, 2.0)]:
+        # 0.5 d^2 / beta below beta, |d| - 0.5 beta above
+        assert one(d, beta) == pytest.approx(want), (
+            f"MaskDistill Eq. 3: smooth-l1 of d = {d} with beta = {beta}: expected {want} (0.5 d^2 / beta if "
+            f"|d| < beta, else |d| - 0.5 beta), got {one(d, beta):.6g}")
+    # the documented default
+    assert _args().smooth_l1_beta == 1.0, "MaskDistill Eq. 3: expected the default beta 1.0"
 
 
 def test_cosine_loss_is_minus_one_for_identical_vectors():
     v = torch.randn(1, 3, 8)
-    assert float(md.mim_loss(v, v, None, "cosine")) == pytest.approx(-1.0, abs=1e-6)
-    assert float(md.mim_loss(2.5 * v, v, None, "cosine")) == pytest.approx(-1.0, abs=1e-6)   # scale-free
-    assert float(md.mim_loss(-v, v, None, "cosine")) == pytest.approx(1.0, abs=1e-6)
+    for scale, want in [(1.0, -1.0), (2.5, -1.0), (-1.0, 1.0)]:                # scale-free; opposite: +1
+        got = float(md.mim_loss(scale * v, v, None, "cosine"))
+        assert got == pytest.approx(want, abs=1e-6), (
+            f"EVA §2.2: cosine loss of {scale} x target: expected minus the mean cosine = {want}, got "
+            f"{got:.6g}")
 
 
 def test_empty_mask_gives_zero_loss_not_nan_and_backward_works():
     pred = torch.randn(2, 16, 8, requires_grad=True)
     for kind in ["smooth_l1", "mse", "cosine"]:
         loss = md.mim_loss(pred, torch.randn(2, 16, 8), torch.zeros(2, 16, dtype=torch.bool), kind)
-        assert float(loss.detach()) == 0.0
+        assert float(loss.detach()) == 0.0, (
+            f"MaskDistill Eq. 3: '{kind}', nothing masked: expected 0 (the sum of the empty selection), got "
+            f"{float(loss.detach())}")
         loss.backward()
-    assert torch.equal(pred.grad, torch.zeros_like(pred))
+    assert torch.equal(pred.grad, torch.zeros_like(pred)), (
+        "MaskDistill Eq. 3: nothing masked: expected backward to work and give zero gradients")
 
 
 def test_eva_objective_is_negative_cosine_to_projected_clip_tokens(tiny_clip):
     args, model, teacher = _tiny(tiny_clip, "--loss", "cosine", "--target", "proj", "--target_norm", "none",
                                  "--no-exact_mask")
-    assert teacher.out_dim == 32 and model.head.out_features == 32           # CLIP's proj width (EVA: 768)
+    assert teacher.out_dim == 32 and model.head.out_features == 32, (        # CLIP's proj width (EVA: 768)
+        f"EVA §2.2: expected the projected width 32, got teacher {teacher.out_dim}, head "
+        f"{model.head.out_features}")
     imgs, mask = _batch(args)
     with torch.no_grad():
         loss = md.maskdistill_loss(model, teacher, imgs, mask, args)
         pred, target = model(md.normalize_image(imgs, "imagenet"), mask), teacher(imgs)
     cos = F.cosine_similarity(pred[mask], target[mask], dim=-1)             # (M,), no extra normalization
-    torch.testing.assert_close(loss, -cos.mean(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(loss, -cos.mean(), atol=1e-6, rtol=0, msg=lambda m: (
+        "EVA §2.2: expected minus the mean cosine between the student's prediction and teacher(imgs) (proj, "
+        f"no target norm) on the masked tokens\n{m}"))
 
 
 def test_mask_ratio_zero_is_knowledge_distillation_on_all_tokens(tiny_clip):
     args, model, teacher = _tiny(tiny_clip, "--mask_ratio", "0")
-    assert args.num_mask_patches == 0
+    assert args.num_mask_patches == 0, (
+        f"MaskDistill Table 5: ratio 0: expected 0 masked, got {args.num_mask_patches}")
     imgs, mask = _batch(args)
-    assert not mask.any()                                          # nothing masked (Table 5, ratio 0)...
+    assert not mask.any(), "MaskDistill Table 5: ratio 0: expected nothing masked"   # (Table 5, ratio 0)...
     with torch.no_grad():
         loss = md.maskdistill_loss(model, teacher, imgs, mask, args)
         pred = model(md.normalize_image(imgs, "imagenet"), mask)
         target = F.layer_norm(teacher(imgs), (teacher.out_dim,), eps=1e-6)
-    assert float(loss) > 0
-    torch.testing.assert_close(loss, F.smooth_l1_loss(pred, target), atol=0, rtol=0)    # ...loss on all 16 tokens
+    assert float(loss) > 0, (
+        f"MaskDistill Table 5: ratio 0: expected a positive loss on all tokens, got {float(loss)}")
+    # ...loss on all 16 tokens
+    torch.testing.assert_close(loss, F.smooth_l1_loss(pred, target), atol=0, rtol=0,
+                               msg=lambda m: "MaskDistill Table 5: num_mask_patches 0: expected smooth-l1 "
+                                             "over ALL tokens (knowledge distillation), not over the (empty) "
+                                             f"mask\n{m}")
 
 
 # ----------------------------------------------------------------------------- masks and presets

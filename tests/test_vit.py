@@ -34,7 +34,8 @@ def test_timm_vit_base_state_dict_loads_strictly_and_gives_same_logits():
     ours.load_state_dict(ref.state_dict(), strict=True)          # same names, same shapes, nothing missing
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=1e-4, msg=lambda m: (
+            f"ViT §3.1: expected timm's vit_base_patch16_224 logits from the same weights\n{m}"))
 
 
 def _compare_clip(clip_model, name, img_size):
@@ -49,10 +50,13 @@ def _compare_clip(clip_model, name, img_size):
             pooled = ours(x)                                      # num_classes=0: cls @ proj
     finally:
         clip_model.visual.output_tokens = False
-    assert (tokens[:, 1:] - tokens_ref).abs().max() <= 1e-4
-    assert (pooled - pooled_ref).abs().max() <= 1e-4
+    err = (tokens[:, 1:] - tokens_ref).abs().max()
+    assert err <= 1e-4, f"ViT §3.1: {name}: expected open_clip's patch tokens (ln_post), max |diff| {err:.3g}"
+    err = (pooled - pooled_ref).abs().max()
+    assert err <= 1e-4, f"ViT §3.1: {name}: expected open_clip's pooled cls @ proj, max |diff| {err:.3g}"
     with torch.no_grad():                                         # and the full CLIP image embedding
-        assert (pooled - clip_model.encode_image(x)).abs().max() <= 1e-4
+        err = (pooled - clip_model.encode_image(x)).abs().max()
+        assert err <= 1e-4, f"ViT §3.1: {name}: expected open_clip's encode_image, max |diff| {err:.3g}"
 
 
 def test_clip_b16_reproduces_open_clip_vit_b16_quickgelu(openclip_b16):
@@ -92,17 +96,21 @@ def test_load_clip_mismatch_names_the_keys(tiny_clip):
 def test_ftclip_head_drops_ln_post_and_proj_and_pools_ln_then_mean(tiny_clip):
     ft = create_model("clip_test", global_pool="ln_avg", proj_dim=0, num_classes=5)
     dropped = load_clip_state_dict(ft, tiny_clip[0].state_dict())
-    assert sorted(dropped) == ["norm.bias", "norm.weight", "proj.weight"]
+    assert sorted(dropped) == ["norm.bias", "norm.weight", "proj.weight"], (
+        f"FT-CLIP §2.1: expected ln_post and proj dropped, got {sorted(dropped)}")
     with torch.no_grad():
         ft.fc_norm.weight.normal_(); ft.fc_norm.bias.normal_()
         x = torch.randn(2, 3, 32, 32)
         tokens = ft.forward_features(x)
         feat = ft.fc_norm(tokens[:, 1:]).mean(1)                  # LN on each patch token, then mean
-        torch.testing.assert_close(ft(x), ft.head(feat))
+        torch.testing.assert_close(ft(x), ft.head(feat), msg=lambda m: (
+            "FT-CLIP §2.1: 'ln_avg': expected head(mean over patches of fc_norm(each patch token)), cls "
+            f"dropped\n{m}"))
         mae = create_model("vit_test", global_pool="avg")          # MAE: mean first, then LN
         mae.fc_norm.weight.normal_()
         t = mae.forward_features(x)
-        torch.testing.assert_close(mae(x), mae.head(mae.fc_norm(t[:, 1:].mean(1))))
+        torch.testing.assert_close(mae(x), mae.head(mae.fc_norm(t[:, 1:].mean(1))), msg=lambda m: (
+            f"MAE App. A.1: 'avg': expected head(fc_norm(mean of the patch tokens)), cls dropped\n{m}"))
 
 
 def test_clip_at_another_resolution_resizes_positions_like_timm(tiny_clip):
@@ -160,18 +168,26 @@ def test_eva_g14_matches_eva_table_3a():
 def test_sincos_matches_mae_formula_hand_computed():
     D, G = 16, 3
     pe = sincos_pos_embed_2d(D, G, G)                              # (1+9, 16)
-    assert pe.shape == (1 + G * G, D) and pe[0].abs().sum() == 0   # zero cls row
-    assert torch.equal(pe[1], torch.tensor([0.0] * 4 + [1.0] * 4 + [0.0] * 4 + [1.0] * 4))   # patch (0,0)
+    assert pe.shape == (1 + G * G, D) and pe[0].abs().sum() == 0, (   # zero cls row
+        f"MAE App. A.1: expected (1 + 9, 16) with a zero cls row, got {tuple(pe.shape)}, cls row "
+        f"{pe[0].tolist()}")
+    assert torch.equal(pe[1], torch.tensor([0.0] * 4 + [1.0] * 4 + [0.0] * 4 + [1.0] * 4)), (   # patch (0,0)
+        f"MAE App. A.1: patch (0, 0): expected [sin 0]*4 + [cos 0]*4 twice, got {pe[1].tolist()}")
     # token t = i*G + j = 1 + (1*3 + 2): row i=1, column j=2; omega_k = 10000^(-k/4)
     t = pe[1 + 1 * G + 2]
     for k in range(4):
         w = 10000 ** (-k / 4)
-        assert math.isclose(t[k], math.sin(2 * w), abs_tol=1e-6)           # first half: column j
-        assert math.isclose(t[4 + k], math.cos(2 * w), abs_tol=1e-6)
-        assert math.isclose(t[8 + k], math.sin(1 * w), abs_tol=1e-6)       # second half: row i
-        assert math.isclose(t[12 + k], math.cos(1 * w), abs_tol=1e-6)
+        for c, want, what in [(k, math.sin(2 * w), "sin of column j=2"),
+                              (4 + k, math.cos(2 * w), "cos of column j=2"),
+                              (8 + k, math.sin(1 * w), "sin of row i=1"),
+                              (12 + k, math.cos(1 * w), "cos of row i=1")]:
+            assert math.isclose(t[c], want, abs_tol=1e-6), (   # first half: column j, second half: row i
+                f"MAE App. A.1: patch (row 1, column 2), channel {c}: expected {want:.6f} ({what}, w_{k}), "
+                f"got {t[c]:.6f}")
     m = create_model("vit_test", pos_embed="sincos")
-    assert not m.pos_embed.requires_grad and torch.equal(m.pos_embed.data[0], sincos_pos_embed_2d(64, 4, 4))
+    frozen_table = not m.pos_embed.requires_grad
+    assert frozen_table and torch.equal(m.pos_embed.data[0], sincos_pos_embed_2d(64, 4, 4)), (
+        "MAE App. A.1: expected ViT(pos_embed='sincos') to hold sincos_pos_embed_2d(64, 4, 4), frozen")
 
 
 def test_mask_token_all_false_equals_no_mask_and_masking_changes_output():
@@ -214,7 +230,9 @@ def test_qv_bias_equals_qkv_bias_with_zero_k_bias():
         sd[f"blocks.{i}.attn.qkv.bias"] = torch.cat([blk.attn.q_bias, torch.randn(64), blk.attn.v_bias])  # any k bias
     plain.load_state_dict(sd)
     x = torch.randn(2, 3, 32, 32)
-    torch.testing.assert_close(beit(x), plain(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(beit(x), plain(x), atol=1e-5, rtol=1e-5, msg=lambda m: (
+        "BEiT q/v bias: expected the same logits as a qkv bias (q_bias, any k bias, v_bias): the k bias is "
+        f"0\n{m}"))
 
 
 def test_drop_path_identity_in_eval_and_unbiased_in_train():
