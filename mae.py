@@ -111,6 +111,8 @@ class MaskedAutoencoder(nn.Module):
         return set()
 
     def forward_encoder(self, imgs, mask_ratio):
+        """§3 encoder: embed (positions added), random_masking on torch's global RNG, cls + visible
+        tokens through the blocks and the final norm -> (latent (B, 1+N_vis, D), mask, ids_restore)."""
         x = self.encoder.embed_patches(imgs)                                # (B, N, D), positions added
         x_vis, mask, ids_restore = random_masking(x, mask_ratio)           # (B, N_vis, D), (B, N) x 2
         if self.encoder_mask_tokens:                                        # Table 1c "encoder w/ [M]"

@@ -8,8 +8,10 @@
   BEiT's masking_generator.py; `exact=True` adds BEiT v2's top-up so exactly N patches are masked.
 - `grid_mask`: MAE Table 1f's grid-wise sampling (keep one of every four patches), for completeness.
 
-All masks are bool with True = masked (removed), flattened row-major like the patch embedding.
-Every function takes an optional `torch.Generator` so tests (and resumed runs) are deterministic.
+All masks are bool with True = masked (removed): random_masking gives (B, N) in patch order;
+BlockMaskGenerator and grid_mask give a (Gh, Gw) grid (BlockMaskGenerator.batch flattens it row-major
+to (B, Gh*Gw), the patch embedding's order). The random ones draw every number from an optional
+torch.Generator (never Python's random, which BEiT's code uses): tests and resumed runs are deterministic.
 
 `python masking.py --out masks.png` draws a few random / block / grid masks side by side.
 Shape legend: B batch, N patches, D width, Gh x Gw patch grid.
@@ -105,7 +107,8 @@ class BlockMaskGenerator:
 
 
 def grid_mask(grid_h, grid_w):
-    """MAE Table 1f grid-wise sampling: keep one of every four patches (the top-left of each 2x2 cell)."""
+    """MAE Table 1f grid-wise sampling: keep one of every four patches (the top-left of each 2x2 cell).
+    -> (Gh, Gw) bool, True = masked (not flattened)."""
     i, j = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
     return ~((i % 2 == 0) & (j % 2 == 0))                                             # (Gh, Gw) True = masked
 

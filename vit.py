@@ -206,7 +206,8 @@ class RelativePositionBias(nn.Module):
 
 
 def sincos_pos_embed_2d(embed_dim, grid_h, grid_w, cls_token=True):
-    """MAE's fixed 2-D sin-cos embedding (util/pos_embed.py), in float64 like the original.
+    """MAE's fixed 2-D sin-cos embedding (util/pos_embed.py), computed in float64 like the original,
+    returned as float32: (1 + N, D), or (N, D) without cls.
     First D/2 channels encode the column j, last D/2 the row i; each half is [sin(m w), cos(m w)]
     (concatenated, not interleaved) with w_k = 10000^(-k / (D/4)). A zero row is prepended for cls."""
     quarter = embed_dim // 4
