@@ -64,7 +64,7 @@ MUTATIONS = [
      [("t.var(dim=-1, keepdim=True)", "t.var(dim=-1, keepdim=True, unbiased=False)")],
      "biased variance in the normalized-pixel target"),
     ("mae", "mae.MaskedAutoencoder.forward_decoder",
-     [("tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))", "pass")],
+     [("tokens = torch.gather(tokens, 1, index)", "pass")],
      "decoder tokens never unshuffled"),
     ("mae", "mae.MaskedAutoencoder.forward_encoder",
      [("x = self.encoder.embed_patches(imgs)", "x = self.encoder.patch_embed(imgs)"),
