@@ -335,19 +335,22 @@ ASSIGNMENTS = [
         ],
         lab=dict(command="python mae.py --model mae_vit_mini && "
                          "python finetune.py --model vit_mini --init runs/mae_mae_vit_mini/encoder.pt && "
-                         "python finetune.py --model vit_mini --output_dir runs/finetune_vit_mini_scratch",
+                         "python finetune.py --model vit_mini --init runs/mae_mae_vit_mini/encoder_init.pt",
                  see="val top-1 on the 10 shape classes (chance 10%) after each epoch (the `[finetune] "
                      "epoch` lines) and in each run's summary.json (last_acc1): the MAE encoder fine-tuned "
-                     "reaches 30-45% in 3 epochs, the same ViT from scratch stays near chance, at 5-15%",
-                 expect=[("runs/finetune_vit_mini/summary.json", "last_acc1", 30, 45),
-                         ("runs/finetune_vit_mini_scratch/summary.json", "last_acc1", 5, 15)],
+                     "reaches 30-45% in 3 epochs; the same network from the same init without pre-training "
+                     "(encoder_init.pt, MAE's encoder at step 0) reaches only 10-20%",
+                 expect=[("runs/finetune_vit_mini_from_mae_mae_vit_mini/summary.json", "last_acc1", 30, 45),
+                         ("runs/finetune_vit_mini_from_mae_mae_vit_mini_init/summary.json", "last_acc1", 10,
+                          20)],
                  quick=dict(command="python mae.py --model mae_vit_mini --max_steps 10 && python finetune.py "
                                     "--model vit_mini --init runs/mae_mae_vit_mini/encoder.pt --max_steps 10 "
-                                    "&& python finetune.py --model vit_mini --output_dir "
-                                    "runs/finetune_vit_mini_scratch --max_steps 10",
-                            expect=[("runs/finetune_vit_mini/summary.json", "last_acc1", None, None),
-                                    ("runs/finetune_vit_mini_scratch/summary.json", "last_acc1", None,
-                                     None)]),
+                                    "&& python finetune.py --model vit_mini --init "
+                                    "runs/mae_mae_vit_mini/encoder_init.pt --max_steps 10",
+                            expect=[("runs/finetune_vit_mini_from_mae_mae_vit_mini/summary.json", "last_acc1",
+                                     None, None),
+                                    ("runs/finetune_vit_mini_from_mae_mae_vit_mini_init/summary.json",
+                                     "last_acc1", None, None)]),
                  time="15-20 min: MAE 6-10 min, then two fine-tunings of 3-5 min"),
     ),
 ]
