@@ -8,6 +8,9 @@ Datasets (`build_dataset(data, split, transform)`, each with `.classes` and `.ta
                2,000 val at 32 px by default; generating them takes about a second.
   shapes_easy  the same with fewer nuisances (`SHAPES_VARIANTS`): a light shape of any hue on a dark background,
                70-95% of the side and equal mean area per class, +-20 deg rotations (the laptop study's data).
+  atoms        (`make_atoms`) 10 classes of contours (lobe count x profile: flower, star, gear, pinwheel) at
+               any rotation, size and position over dead leaves, partly occluded: closer to natural images.
+               `atoms_pool`: the 10 other families on other images, a teacher's pool disjoint from `atoms`.
   cifar10/100  torchvision; downloaded only with --download (else a clear error saying where the files go).
   a folder     ImageNet layout DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg (torchvision ImageFolder); an
                unreadable image is skipped with one warning naming it, so one bad JPEG cannot kill a long run.
@@ -192,8 +195,9 @@ class ShapesDataset(torch.utils.data.Dataset):
             raise DataError(f"unknown split '{split}'; use 'train' or 'val'")
         num_images = num_images or (10_000 if split == "train" else 2_000)
         split_seed = int(np.random.SeedSequence([seed, 0 if split == "train" else 1]).generate_state(1)[0])
-        self.images, labels = make_shapes(num_images, img_size, split_seed, **knobs)  # (N, H, W, 3) uint8, (N,)
-        self.targets, self.classes, self.transform = labels.tolist(), list(SHAPES_CLASSES), transform
+        make, classes = knobs.pop("make", make_shapes), knobs.pop("classes", SHAPES_CLASSES)  # atoms: theirs
+        self.images, labels = make(num_images, img_size, split_seed, **knobs)        # (N, H, W, 3) uint8, (N,)
+        self.targets, self.classes, self.transform = labels.tolist(), list(classes), transform
 
     def __len__(self):
         return len(self.targets)
@@ -201,6 +205,80 @@ class ShapesDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         img = Image.fromarray(self.images[i])
         return (self.transform(img) if self.transform else img), self.targets[i]
+
+
+# ----------------------------------------------------------------------------- atoms
+
+# VisualAtom-like contours (Takashima et al., CVPR 2023), r(theta) = 1 + a wave(n theta + phase); a
+# family is (lobe count n, lobe profile). The 20 split like a checkerboard into the task `atoms` and
+# the teacher's pool `atoms_pool` (ATOM_FAMILIES[1]): each lobe count and profile occurs on both
+# sides, so what a teacher learns can transfer, while no label and no image is shared.
+ATOM_LOBES, ATOM_PROFILES = (2, 3, 4, 6, 8), ("flower", "star", "gear", "pinwheel")
+ATOM_FAMILIES = [[(n, j) for i, n in enumerate(ATOM_LOBES) for j in range(4) if (i + j) % 2 == pool]
+                 for pool in (0, 1)]
+_WAVES = [(lambda u: np.cos(2 * np.pi * u), 1 / 2),    # u in [0, 1): one lobe. (wave, mean square)
+          (lambda u: 1 - 4 * np.abs(u - 0.5), 1 / 3),  # star: pointed tips and valleys
+          (lambda u: np.where(np.abs(u - 0.5) > 0.25, 1, -1), 1.0),   # gear: square teeth
+          (lambda u: 2 * u - 1, 1 / 3)]                # pinwheel: a sawtooth, chiral blades
+
+
+def make_atoms(num_images, img_size=32, seed=0, supersample=2, *, pool=0, radius=(0.55, 0.85),
+               amp=(0.35, 0.5), leaves=32, contrast=0.35, occluders=1):
+    """(images uint8 (N, H, W, 3), labels int64 (N,)): a contour of one of the pool's 10 families at
+    any rotation, a random size (`radius`, [-1, 1] frame), lobe depth `amp`, position and colour,
+    over dead leaves (`leaves` discs, colours `contrast` of the way from a per-image mean to
+    uniform), under up to `occluders` discs (each p 0.5) on its rim. All objects have one area (the
+    radius is divided by sqrt(1 + a^2 E[wave^2])) and colours are drawn independently of the class,
+    so colour statistics say nothing. A light object on a dark background: with any two colours a
+    ViT from scratch stays at chance on 200 labels (probes.md), as on `shapes`."""
+    rng, f4, px, H = np.random.default_rng([seed, pool]), np.float32, 2 / img_size, img_size
+    fams, n = np.array(ATOM_FAMILIES[pool]), num_images           # a pool has its own random stream
+    labels = rng.permutation(np.arange(n) % len(fams))
+    lobes, prof = fams[labels].T
+    a, phase = rng.uniform(*amp, n), lobes * np.deg2rad(rng.uniform(-180, 180, n))
+    R = rng.uniform(*radius, n) / np.sqrt(1 + a ** 2 * np.array([w[1] for w in _WAVES])[prof])
+    cxy = rng.uniform(-1, 1, (n, 2)) * (1 - 1.2 * R[:, None]) * 0.5   # objects may cross the border
+    mean, fg = rng.random((2, n, 3)) * [[[0.35]], [[0.4]]] + [[[0]], [[0.6]]]   # dark bg, light fg
+    lo, hi = 0.08 ** -2, 0.5 ** -2                          # leaf radii 0.08-0.5, density ~ r^-3
+    mix = lambda k: (1 - contrast) * mean[:, None] + contrast * rng.random((n, k, 3))   # noqa: E731
+    leaf = [rng.uniform(-1.2, 1.2, (n, leaves, 2)),
+            (lo - rng.random((n, leaves)) * (lo - hi)) ** -0.5,
+            np.concatenate([mean[:, None], mix(leaves)], 1).astype(f4)]   # 0: the mean (no leaf)
+    ang, dist = rng.uniform(0, 2 * np.pi, (n, occluders)), rng.uniform(0.6, 1.1, (n, occluders))
+    occ = [cxy[:, None] + (R[:, None] * dist)[..., None] * np.stack([np.cos(ang), np.sin(ang)], -1),
+           np.where(rng.random((n, occluders)) < 0.5,         # radius -1: no occluder
+                    R[:, None] * rng.uniform(0.2, 0.4, (n, occluders)), -1), mix(occluders)]
+    grid = lambda s: np.meshgrid(*[((np.arange(s) + 0.5) / s * 2 - 1).astype(f4)] * 2)  # noqa: E731
+    (xs, ys), (x, y) = grid(H * supersample), grid(H)
+    x, y, images = x[:1], y[:, :1], np.empty((n, H, H, 3), dtype=np.uint8)   # x (1, W), y (H, 1)
+    for i in np.array_split(np.arange(n), max(1, n // 500)):   # chunks of ~500 images fit the cache
+        top = np.zeros((len(i), H, H), dtype=np.intp)       # the front leaf at each pixel (0: none)
+        for k in range(leaves):   # hard edges (6x faster than soft discs), a [1 2 1] blur per axis
+            c = leaf[0][i, k, :, None, None]
+            top[(x - c[:, 0]) ** 2 + (y - c[:, 1]) ** 2 < leaf[1][i, k, None, None] ** 2] = k + 1
+        img = np.take_along_axis(leaf[2][i], top.reshape(len(i), -1, 1), 1).reshape(-1, H, H, 3)
+        for ax in (1, 2):
+            p = np.pad(img, [(1, 1) if d == ax else (0, 0) for d in range(4)], mode="edge")
+            img = (p.take(range(H), ax) + 2 * img + p.take(range(2, H + 2), ax)) / 4
+        col = lambda v: v[i, None, None].astype(f4)         # noqa: E731  (m,) -> (m, 1, 1)
+        dx, dy = (xs - col(cxy[:, 0])) / col(R), (ys - col(cxy[:, 1])) / col(R)   # object frame
+        u = (col(lobes) * np.arctan2(dy, dx) + col(phase)) / f4(2 * np.pi)
+        u -= np.floor(u)                                    # the position within a lobe, [0, 1)
+        wave = np.select([col(prof) == j for j in range(4)], [w(u) for w, _ in _WAVES]).astype(f4)
+        cov = (np.hypot(dx, dy) <= 1 + col(a) * wave).reshape(len(i), H, supersample, H, -1)
+        img += cov.mean((2, 4), dtype=f4)[..., None] * (fg[i, None, None].astype(f4) - img)
+        for k in range(occluders):                          # anti-aliased discs over the object
+            c, r = occ[0][i, k, :, None, None].astype(f4), occ[1][i, k, None, None].astype(f4)
+            cov = np.clip((r - np.sqrt((x - c[:, 0]) ** 2 + (y - c[:, 1]) ** 2)) / px + 0.5, 0, 1)
+            img += cov[..., None] * (occ[2][i, k, None, None].astype(f4) - img)
+        img += 0.02 * rng.standard_normal((len(i), H, H, 1), dtype=f4)   # grey pixel noise
+        images[i] = np.clip(np.rint(img * 255), 0, 255)
+    return images, labels.astype(np.int64)
+
+
+SHAPES_VARIANTS.update({name: dict(make=make_atoms, pool=pool, classes=[
+    ATOM_PROFILES[j] + str(k) for k, j in ATOM_FAMILIES[pool]])
+    for pool, name in enumerate(["atoms", "atoms_pool"])})
 
 
 # ----------------------------------------------------------------------------- folders and CIFAR
@@ -357,7 +435,8 @@ def export_image_folder(dataset, root):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Show or export a dataset (default: the built-in shapes).")
-    p.add_argument("--data", default="shapes", help="shapes | cifar10 | cifar100 | an ImageNet-style folder")
+    p.add_argument("--data", default="shapes", help="shapes | shapes_easy | atoms | atoms_pool | cifar10 | "
+                   "cifar100 | an ImageNet-style folder")
     p.add_argument("--img_size", type=int, default=32, help="shapes: image side in pixels")
     p.add_argument("--num_train", type=int, default=None, help="shapes: training images (default 10000)")
     p.add_argument("--num_val", type=int, default=None, help="shapes: validation images (default 2000)")

@@ -1,5 +1,6 @@
 """data.py: the built-in shapes data is deterministic, balanced, learnable and needs shape (not colour);
 folders, CIFAR and transforms behave as the papers' pipelines and fail with clear errors."""
+import hashlib
 import os
 
 import numpy as np
@@ -10,8 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 import data
-from data import (IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, DataError, ShapesDataset, build_dataset, build_transform, make_shapes,
-                  subset_fraction)
+from data import (ATOM_FAMILIES, ATOM_LOBES, IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, SHAPES_VARIANTS, DataError,
+                  ShapesDataset, build_dataset, build_transform, make_atoms, make_shapes, subset_fraction)
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def _colour_features(images):                                     # per-image me
     return np.concatenate([x.mean(1), x.std(1)], 1)
 
 
-@pytest.mark.parametrize("name", ["shapes", "shapes_easy"])
+@pytest.mark.parametrize("name", ["shapes", "shapes_easy", "atoms", "atoms_pool"])
 def test_colour_statistics_alone_are_near_chance(one_thread, name):
     tr, va = build_dataset(name, "train", num_train=2000), build_dataset(name, "val", num_val=1000)
     Xtr, Xva = _colour_features(tr.images), _colour_features(va.images)
@@ -63,7 +64,38 @@ def test_colour_statistics_alone_are_near_chance(one_thread, name):
         F.cross_entropy(Xtr @ W + b, ytr).backward()
         opt.step()
     acc = ((Xva @ W + b).argmax(1) == yva).float().mean().item()
-    assert acc < 0.2, acc                                         # chance is 0.1; measured 0.13 (shapes_easy 0.13)
+    assert acc < 0.2, acc               # chance is 0.1; measured 0.13 (shapes_easy 0.13, atoms 0.09, atoms_pool 0.11)
+
+
+def test_shapes_and_shapes_easy_are_unchanged_bit_for_bit():
+    # digests of the data before `atoms` was added: the registry's new entries must not move a single pixel
+    digests = {"shapes": "9973e577457108799dfc5a1399c70bad9f238114a3663fe8769607f3f4a5d7a7",
+               "shapes_easy": "51b55637a8720ba026d1debb0d79dbf37f273d72bd591927bd4da5f3acc6ec8d"}
+    for name, digest in digests.items():
+        images, labels = make_shapes(100, 32, 0, **SHAPES_VARIANTS[name])
+        assert hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest() == digest, name
+
+
+def test_atoms_deterministic_balanced_and_the_teacher_pool_disjoint():
+    a, la = make_atoms(200, 32, 7)
+    b, lb = make_atoms(200, 32, 7)
+    c, _ = make_atoms(200, 32, 8)
+    p, lp = make_atoms(200, 32, 7, pool=1)                        # the teacher's pool, same seed
+    assert a.shape == (200, 32, 32, 3) and a.dtype == np.uint8 and la.dtype == np.int64
+    assert a.tobytes() == b.tobytes() and np.array_equal(la, lb) and not np.array_equal(a, c)
+    assert np.bincount(la, minlength=10).tolist() == [20] * 10 == np.bincount(lp, minlength=10).tolist()
+    # disjoint classes (no family on both sides, all 20 used), each lobe count and profile on both sides
+    task, pool = set(ATOM_FAMILIES[0]), set(ATOM_FAMILIES[1])
+    assert len(task) == len(pool) == 10 and not task & pool and len(task | pool) == 4 * len(ATOM_LOBES)
+    for k in (0, 1):
+        assert {f[k] for f in task} == {f[k] for f in pool}
+    # disjoint images: the pools draw from separate random streams (no shared background either)
+    assert not {img.tobytes() for img in a} & {img.tobytes() for img in p}
+    assert np.abs(a.astype(int) - p.astype(int)).mean() > 20
+    tr, te = build_dataset("atoms", "train", num_train=100), build_dataset("atoms_pool", "train", num_train=100)
+    assert len(tr.classes) == len(te.classes) == 10 and not set(tr.classes) & set(te.classes)
+    va = build_dataset("atoms", "val", num_val=100)
+    assert not {img.tobytes() for img in tr.images} & {img.tobytes() for img in va.images}
 
 
 def test_a_tiny_cnn_learns_shapes_far_above_chance(one_thread):
@@ -174,6 +206,12 @@ def test_cli_writes_a_labelled_grid(tmp_path):
     w, h = Image.open(out).size
     assert w == 8 * 96 and h == 8 * (96 + 12)                     # 8 x 8 images at 3x, a 12 px label row each
     assert os.path.getsize(out) > 10_000
+
+
+def test_cli_writes_an_atoms_grid(tmp_path):
+    out = tmp_path / "atoms.png"
+    data.main(["--data", "atoms", "--num_train", "64", "--out", str(out)])
+    assert Image.open(out).size == (8 * 96, 8 * (96 + 12)) and os.path.getsize(out) > 10_000
 
 
 def test_cli_reports_a_data_error_in_one_line(tmp_path):
