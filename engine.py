@@ -114,9 +114,9 @@ def parse_args(parser, presets, argv=None, script="run", resolve=None):
 def check_args(args, parser):
     """The common flags' ranges, checked at parse time: one line naming the flag (parser.error), never
     a traceback from inside a DataLoader or a reshape. The scripts check their own flags in `resolve`."""
-    at_least = {"batch_size": 1, "accum_iter": 1, "epochs": 1, "lr_batch": 1, "save_every": 1,
-                "keep_ckpts": 1, "log_every": 1, "max_steps": 0, "num_workers": 0, "num_train": 1,
-                "num_val": 1, "warmup_epochs": 0, "blr": 0, "lr": 0, "min_lr": 0, "weight_decay": 0}
+    at_least = {"batch_size": 1, "accum_iter": 1, "epochs": 1, "lr_batch": 1, "save_every": 1, "keep_ckpts": 1,
+                "log_every": 1, "max_steps": 0, "num_workers": 0, "num_train": 1, "num_val": 1,
+                "warmup_epochs": 0, "blr": 0, "lr": 0, "min_lr": 0, "weight_decay": 0, "eval_every": 1}
     for name, low in at_least.items():
         value = getattr(args, name, None)
         if value is not None and value < low:

@@ -16,10 +16,8 @@ the fine-tuning and linear-probe protocols of MAE (arXiv 2111.06377) and MaskDis
 Run (CPU, built-in data, minutes on 2 cores), after `python mae.py --model mae_vit_mini`:
     python finetune.py --model vit_mini --init runs/mae_mae_vit_mini/encoder.pt
     python finetune.py --model vit_mini_linprobe --init runs/mae_mae_vit_mini/encoder.pt
-Real runs (FT-CLIP: total batch 2048 = 8 GPUs x 256 for B; MAE: 1024):
+Real run (FT-CLIP: total batch 2048 = 8 GPUs x 256 for B):
     torchrun --nproc_per_node=8 finetune.py --model clip_b16 --data /path/to/imagenet
-    torchrun --nproc_per_node=8 finetune.py --model vit_base_patch16 --init mae_pretrain_vit_base.pth \
-        --accum_iter 4 --data /path/to/imagenet
 Then --init a checkpoint (its EMA if its run selected by EMA) or `python weights.py export CKPT`.
 Shape legend: B batch, C channels, N patches, D width, K classes.
 """
@@ -153,8 +151,7 @@ def build_optimizer(model, args):    # a linear probe trains the head only: one 
 # FT-CLIP Table 10 (B) + its code: AdamW lr 6e-4 at a total batch of 2048 (8 GPUs x 256), layer
 # decay 0.6, wd 0.05, betas (0.9, 0.999), 10 warmup + 50 epochs, cosine to 1e-6, RandAug m9 mstd0.5,
 # smoothing 0.1, no mixup / cutmix (Table 6), no drop path (Table 15), erasing 0.25 (Table 7), EMA
-# 0.9998 per step at 2048 (Table 3; scaled to other batches: ema.decay_for_batch), CLIP mean/std,
-# eval resize 224 -> crop 224, no clipping, no layer scale / RPE (Table 12).
+# 0.9998 per step at 2048 (Table 3), CLIP mean/std, eval crop 224 of 224, no layer scale / RPE.
 _FT_CLIP = dict(pretrained="openai", global_pool="ln_avg", head_init_std=0.02, head_init_scale=1e-3,
                 freeze_patch_embed=True, optimizer="adamw", blr=6e-4, lr_batch=2048, batch_size=256,
                 accum_iter=1, layer_decay=0.6, weight_decay=0.05, betas=(0.9, 0.999), epochs=50,
@@ -181,9 +178,8 @@ _MAE_LINPROBE = dict(_MAE_FT, linprobe=True, global_pool="token", head_init_std=
                      blr=0.1, batch_size=512, layer_decay=1.0, weight_decay=0.0, epochs=90,
                      warmup_epochs=10, min_lr=0.0, aa="", reprob=0.0, mixup=0.0, cutmix=0.0,
                      smoothing=0.0, drop_path=0.0)
-# NOTE(paper): ours, for a 2-core CPU: 3 epochs of 32 px images (minutes), MAE App. A.1's recipe
-# otherwise. A 32 px shape vanishes under RandomResizedCrop's 8% minimum area, hence crop scale
-# 0.35-1 and eval crop 1.0; 3 epochs is far too short for RandAug / erasing / drop path to pay off.
+# NOTE(paper): ours, for a 2-core CPU (3 epochs at 32 px): a shape vanishes under RandomResizedCrop's
+# 8% minimum area (crop 0.35-1); 3 epochs are too short for RandAug / erasing / drop path to pay off.
 _MINI = dict(_MAE_FT, blr=2e-3, lr_batch=256, batch_size=128, layer_decay=0.75, epochs=3,
              warmup_epochs=1, aa="", reprob=0.0, mixup=0.0, cutmix=0.0, drop_path=0.0,
              crop_scale=(0.35, 1.0), crop_pct=1.0)
@@ -285,7 +281,9 @@ def get_args(argv=None):
                    "encoder, BN + Linear on the cls feature (a *_linprobe preset has the recipe)")
     g.add_argument("--freeze_blocks", type=int, default=0, help="freeze the embeddings and k first blocks")
     g.add_argument("--train_fraction", type=float, default=1.0, help="class-stratified share of labels")
+    g.add_argument("--label_seed", type=int, default=None, help="its draw (default: --seed)")
     g.add_argument("--eval_only", action="store_true", help="evaluate --resume PATH (raw + EMA) or --init")
+    g.add_argument("--eval_every", type=int, default=1, help="evaluate every N epochs and at the last")
     return engine.parse_args(p, PRESETS, argv, script="finetune", resolve=resolve_args)
 
 
@@ -358,7 +356,8 @@ def main(argv=None):
     except DataError as e:
         raise SystemExit(f"--data {args.data}: {e}") from None
     if train_set is not None and args.train_fraction < 1:
-        train_set = subset_fraction(train_set, args.train_fraction, seed=args.seed)
+        seed = args.seed if args.label_seed is None else args.label_seed
+        train_set = subset_fraction(train_set, args.train_fraction, seed)
     num_classes = len(val_set.classes)
 
     # a checkpoint to resume from replaces every weight: then CLIP's are not fetched
@@ -408,30 +407,33 @@ def main(argv=None):
             return torch.sum(-target * logp, dim=-1).mean(), {}                 # timm SoftTargetCrossEntropy
         return F.cross_entropy(m(imgs).float(), target, label_smoothing=args.smoothing), {}
 
-    # the best-so-far values live in every checkpoint's `extra`: --resume auto continues them
-    best = {**dict.fromkeys(["best_acc1", "best_acc5", "best_acc1_epoch", "best_acc1_ema", "best_acc5_ema",
-                             "best_acc1_ema_epoch"]), **extra}
+    keys = ["best_acc1", "best_acc5", "best_acc1_epoch", "best_acc1_ema", "best_acc5_ema", "best_acc1_ema_epoch"]
+    best = {**dict.fromkeys(keys), **extra}     # in every checkpoint: --resume auto continues them
     for epoch in range(start_epoch, args.epochs):
         loss = engine.train_one_epoch(train_model, loss_fn, loader, optimizer, epoch, args, ctx, log,
                                       model=model, ema=ema, scaler=scaler)
-        acc1, acc5 = engine.evaluate(model, val_loader, ctx)
-        acc1_ema, acc5_ema = engine.evaluate(ema.module, val_loader, ctx) if ema else (None, None)
-        if best["best_acc1"] is None or acc1 > best["best_acc1"]:
-            best.update(best_acc1=acc1, best_acc5=acc5, best_acc1_epoch=epoch)
-        if ema is not None and (best["best_acc1_ema"] is None or acc1_ema > best["best_acc1_ema"]):
-            best.update(best_acc1_ema=acc1_ema, best_acc5_ema=acc5_ema, best_acc1_ema_epoch=epoch)
-        best.update(last_acc1=acc1, last_acc5=acc5, last_acc1_ema=acc1_ema, last_acc5_ema=acc5_ema,
-                    last_epoch=epoch, selected_by="ema" if ema is not None else "raw",
-                    best_epoch=best["best_acc1_ema_epoch" if ema is not None else "best_acc1_epoch"])
-        engine.print0(f"[finetune] epoch {epoch}: train loss {loss:.4f} | val top-1 {acc1:.2f} top-5 "
-                      f"{acc5:.2f}" + (f" | EMA top-1 {acc1_ema:.2f} top-5 {acc5_ema:.2f}" if ema else ""))
+        final = epoch + 1 == args.epochs or 0 < args.max_steps <= (epoch + 1) * steps_per_epoch
+        evaluated = (epoch + 1) % args.eval_every == 0 or final             # --eval_every N, the last
+        if evaluated:
+            acc1, acc5 = engine.evaluate(model, val_loader, ctx)
+            acc1_ema, acc5_ema = engine.evaluate(ema.module, val_loader, ctx) if ema else (None, None)
+            if best["best_acc1"] is None or acc1 > best["best_acc1"]:
+                best.update(best_acc1=acc1, best_acc5=acc5, best_acc1_epoch=epoch)
+            if ema is not None and (best["best_acc1_ema"] is None or acc1_ema > best["best_acc1_ema"]):
+                best.update(best_acc1_ema=acc1_ema, best_acc5_ema=acc5_ema, best_acc1_ema_epoch=epoch)
+            best.update(last_acc1=acc1, last_acc5=acc5, last_acc1_ema=acc1_ema, last_acc5_ema=acc5_ema,
+                        last_epoch=epoch, selected_by="ema" if ema is not None else "raw",
+                        best_epoch=best["best_acc1_ema_epoch" if ema is not None else "best_acc1_epoch"])
+            engine.print0(f"[finetune] epoch {epoch}: train loss {loss:.4f} | val top-1 {acc1:.2f} top-5 "
+                          f"{acc5:.2f}" + (f" | EMA top-1 {acc1_ema:.2f} {acc5_ema:.2f}" if ema else ""))
         ckpt = dict(scaler=scaler, ema=ema, extra=best)
         step, _, done = engine.end_of_epoch(args, ctx, epoch, steps_per_epoch, model, optimizer, **ckpt)
-        log.log(epoch=epoch, step=step, val_acc1=acc1, val_acc5=acc5, val_acc1_ema=acc1_ema,
-                val_acc5_ema=acc5_ema)
-        if best["best_epoch"] == epoch:   # FT-CLIP's "Max accuracy": the best EMA top-1 over epochs
-            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, **ckpt,
-                                   name="checkpoint-best.pt")
+        if evaluated:
+            log.log(epoch=epoch, step=step, val_acc1=acc1, val_acc5=acc5, val_acc1_ema=acc1_ema,
+                    val_acc5_ema=acc5_ema)
+        if evaluated and best["best_epoch"] == epoch:   # FT-CLIP's "Max accuracy": the best EMA top-1
+            engine.save_checkpoint(args, ctx, epoch, model, optimizer, step=step, name="checkpoint-best.pt",
+                                   **ckpt)
         if done:
             break
     engine.write_json(ctx, os.path.join(args.output_dir, "summary.json"), best)

@@ -763,3 +763,21 @@ def test_two_readme_fine_tunings_never_share_a_folder_and_a_rerun_is_refused(tmp
     finetune.main([*common, "--init", "runs/mae_x/encoder.pt", "--overwrite", "--seed", "1"])
     rows = [json.loads(x) for x in (tmp_path / a / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows if "val_acc1" in r] == [0]                       # one run's log, not two mixed
+
+
+def test_eval_every_evaluates_every_nth_and_the_last_epoch_and_label_seed_fixes_the_labels(tmp_path, monkeypatch):
+    argv = ["--model", "vit_test", "--num_train", "64", "--num_val", "16", "--epochs", "3", "--eval_every", "2",
+            "--train_fraction", "0.5", "--label_seed", "7"]
+    finetune.main([*argv, "--output_dir", str(tmp_path / "a")])
+    rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if "val_acc1" in r] == [1, 2]                   # epoch 2: the last
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["last_epoch"] == 2
+    from data import build_dataset, subset_fraction
+    full = build_dataset("shapes", "train", num_train=64)
+    assert subset_fraction(full, 0.5, 7).targets != subset_fraction(full, 0.5, 1).targets
+    drawn = []
+    monkeypatch.setattr(finetune, "subset_fraction", lambda ds, f, seed: drawn.append(seed) or subset_fraction(ds, f, seed))
+    for seed in ("1", "2"):     # the training seed changes; the labelled images stay seed 7's
+        finetune.main([*argv, "--seed", seed, "--max_steps", "1", "--output_dir", str(tmp_path / seed)])
+    finetune.main([*argv[:-2], "--seed", "3", "--max_steps", "1", "--output_dir", str(tmp_path / "3")])
+    assert drawn == [7, 7, 3]                                                          # default: --seed
