@@ -1,40 +1,44 @@
-"""The papers' claims in miniature, on a laptop CPU, each with 3 seeds and a verdict computed from the numbers.
+"""The papers' claims in miniature on a laptop CPU: each with 3 seeds and a verdict computed from the numbers.
 
-Everything runs through the concept files' own entry points (mae.main, maskdistill.main, finetune.main: the same code
-as the command lines) with the `_mini` presets on the built-in `shapes_easy` data (32 px, 10 classes, chance 10%;
-data.py: light shapes on dark backgrounds; on `shapes` a ViT from scratch stays at chance for hundreds of steps).
-A seed s is one whole replication: pre-training seed s, then fine-tuning seed s, which draws its own 10% label subset
-(1,000 of 10,000), head init and data order; the kNN evaluation of seed s uses the same labelled subset as its bank.
-Fine-tuning ("the recipe"): the vit_mini preset (AdamW, layer decay 0.75, mean pool + fc_norm, label smoothing 0.1,
-no RandAug / erasing / mixup) at batch 32, blr 8e-3, crops of 80-100% of the image, 10 epochs; val top-1 of the last one.
+Everything runs through the concept files' own entry points (mae.main, maskdistill.main, finetune.main: the
+code of the command lines) with the `_mini` presets. Pre-registered design (written before the full run that
+results.json holds; README: "The design"):
 
-  1. MAE helps with few labels (MAE §4): MAE pre-training (mask 0.75, 5 epochs) then the recipe (10 epochs), vs
-     MAE's own encoder at step 0 (mae.py's network, xavier init and fixed sin-cos positions, nothing learned) with the
-     same recipe, so that pre-training is the only difference. Ablation (1 seed): finetune.py's own from-scratch ViT
-     (vit.py's trunc-normal init, learned positions) at the lr it trains best at (blr 2e-3) and no layer decay: a
-     different init, which matters more than pre-training here (README). Also frozen features: kNN (MAE Table 1
-     reports FT and LIN) of the same two encoders.
-  2. Mask ratio (MAE Fig. 5): 0.75 vs 0.25 at equal pre-training *time*, the budget a laptop has: 0.25 encodes 3x
-     the tokens, so it gets 3 epochs to 0.75's 5 (~1.2x the seconds, rounded up in its favour). (Fig. 5 compares
-     equal epochs; measured here that gives +2.6 points at 1.5x the std: README.) Metric: kNN on frozen features,
-     the analogue of Fig. 5's linear-probing panel, where the paper's gap is large (its FT gap is ~1 point).
-  3. Teacher matters (MaskDistill Table 6): CLIP is not available offline, so the teacher is seed 0's MAE encoder
-     fine-tuned with *all 10,000 train labels* (a supervised teacher, as Table 6's DeiT; it has seen every label the
-     students are later fine-tuned on). MaskDistill from it vs MAE's pixel target at the same ViT size, pre-training
-     images and steps (4 epochs x 4,000 images, batch 64; MaskDistill's student runs on all 64 tokens, MAE's encoder
-     on 16, so MaskDistill spends more FLOPs; at 2 epochs the students had learned nothing a random init lacks:
-     README).
-  4. Fine-tuning recipe (FT-CLIP Tables 2-6) on the MAE encoders of study 1: a small lr beats lr x 4 (Table 2), EMA
-     beats the raw weights (Table 3; the same runs, both evaluated), layer decay beats none (Tables 4-5), no mixup
-     beats mixup + cutmix (Table 6).
-  5. MaskDistill's loss / normalization (Table 8), study 3's teacher at half its budget (2 epochs, for time): Smooth-l1
-     + LN target (the default) vs MSE and cosine without norm (Table 8's rows) and vs Smooth-l1 without LN; kNN.
+Data. `atoms` (data.py): 10 classes of contour families at any rotation, size, position and colour over dead
+leaves, partly occluded; 32 px. Pre-training sees its 10,000 train images without labels. Every evaluation uses
+the same 200 labels (20 per class, one class-stratified draw, --label_seed 0) and the same 5,000 val images;
+a seed s changes the pre-training, the fine-tuning and the probes (init, order, masks, augmentation), never
+the labels. The teacher (studies 3-5) is a vit_mini trained with labels on `atoms_pool`: 10,000 other images of
+10 *other* contour families (the other half of the checkerboard of lobe counts x profiles); it has never seen
+an `atoms` image or label, as CLIP never saw ImageNet's labels (README says exactly what it saw).
 
-Verdict: effect = treatment mean - baseline mean (points); std = pooled seed std of the two rows; "reproduces" only
-when both rows have >= 3 seeds and effect >= 3 x std (computed here). Each claim is oriented so that the paper says
-effect > 0. Outputs in --out DIR: results.json (every seed's number and the verdicts), results.md, curves.png, bars.png.
-Runs go to 2 worker processes of one thread each (a job starts when its inputs exist), so the full study fits the
-45 minutes of 2 CPU cores.
+Metrics. FT: the vit_mini recipe (AdamW, layer decay 0.75, mean pool + fc_norm, smoothing 0.1, crops 80-100%,
+no RandAug / mixup) on the 200 labels, batch 32, blr 8e-3, 40 epochs (30 for study 4's strong encoder); val
+top-1 at the last epoch, and at epoch 20 for "fine-tuning is faster". LP: MAE's linear probe (App. A.1: frozen
+encoder, BatchNorm without affine + linear on the cls token, LARS; vit_mini_linprobe) on the 200 labels, blr
+1.0, batch 64, 40 epochs. kNN: k 20 on frozen mean-pooled features, the 200 labels as the bank (as DINO's).
+The teacher: 4 epochs with the pool's labels from MAE's step-0 init (seed 0), batch 64, blr 4e-3, cls token.
+
+  1a  MAE (mask 0.75, 8 epochs) vs MAE's own encoder at step 0 (same network, init and positions; nothing
+      learned), both fine-tuned: FT top-1 (MAE §4). 1b the same two on frozen features: LP (MAE Table 1, LIN).
+      1c (new): FT top-1 after 20 of the 40 epochs (MAE makes fine-tuning faster).
+  2   mask 0.75 (8 epochs) vs 0.25 at equal pre-training time (5 epochs, rounded up in its favour): kNN
+      (MAE Fig. 5's frozen-feature panel).
+  3   MaskDistill from the teacher vs MAE's pixel target, same student size, images, epochs (2 x 10,000) and
+      batch: 3a FT, 3b LP (MaskDistill Table 6: the teacher decides).
+  4   FT-CLIP's recipe on the strong encoder (the teacher): 4a blr 8e-3 vs x4 (Table 2), 4b EMA vs raw weights
+      (Table 3; the same runs), 4c layer decay 0.75 vs 1.0 (Tables 4-5), 4d no mixup vs mixup 0.8 + cutmix 1.0
+      (Table 6): FT top-1.
+  5   MaskDistill's Smooth-l1 + LayerNorm target vs MSE / cosine without norm (Table 8) and vs Smooth-l1
+      without LN, from the teacher's raw last-block tokens, 1 epoch x 4,000 images: kNN.
+  Mechanisms (measured, never verdicts): MAE's speed-up of the visible-only encoder (the time ratio, Table 2),
+  and how much of the target's energy, Smooth-l1 loss and gradient the 5% largest-variance channels carry with
+  and without LayerNorm (why Eq. 3 normalizes).
+
+Verdict: effect = treatment mean - baseline mean (points); "reproduces" only when both rows have >= 3 seeds and
+effect >= 3 x the pooled seed std (computed here); each claim is oriented so that the paper says effect > 0.
+Outputs in --out DIR: results.json (every seed's number, the verdicts, the mechanisms), results.md, curves.png,
+bars.png. Jobs run on 2 worker processes of one thread each (a job starts when its inputs exist).
 
 Run:  python experiments/laptop.py                      # the full study, 3 seeds (-> experiments/)
       python experiments/laptop.py --quick --out /tmp/q # fewer images and epochs, 1 seed: the pipeline (< 5 min)
@@ -54,6 +58,7 @@ import statistics
 import sys
 import time
 from argparse import Namespace
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
@@ -66,30 +71,30 @@ import engine  # noqa: E402
 import finetune  # noqa: E402
 import mae  # noqa: E402
 import maskdistill  # noqa: E402
-from vit import ViT, ViTConfig  # noqa: E402
 from weights import encoder_vit  # noqa: E402
 
-# pre_epochs: MAE on num_train images (studies 1, 2, 4), r25_epochs: mask 0.25's (study 2, equal time); md_epochs x
-# md_train: MaskDistill and the MAE pixel baseline of study 3, md5_epochs x md_train: study 5's four MaskDistill
-# variants; teacher_epochs: on all labels; ft_epochs on `fraction` of the labels at batch ft_batch, blr ft_blr;
-# scratch_blr: the lr finetune.py's own from-scratch ViT trains best at (study 1's 1-seed ablation).
+# pre_epochs: MAE 0.75 on num_train images (studies 1, 2); r25_epochs: mask 0.25 at equal time (study 2);
+# teacher_epochs: supervised on `pool`; md_epochs: MaskDistill and the MAE pixel baseline (study 3), md5_epochs x
+# md5_train: study 5's four variants; ft_epochs (ft_short: "faster") and lp_epochs on `fraction` of the labels.
 MODES = {
-    "full": dict(data="shapes_easy", mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[],
-                 num_train=10000,
-                 num_val=1000, pre_epochs=5, r25_epochs=3, md_epochs=4, md5_epochs=2, md_train=4000, teacher_epochs=2,
-                 ft_epochs=10, scratch_blr=2e-3, ft_batch=32, ft_blr=8e-3, fraction=0.1, knn_k=20, seeds=[0, 1, 2]),
-    "quick": dict(data="shapes_easy", mae="mae_vit_mini", vit="vit_mini", md="maskdistill_vit_mini", md_extra=[],
-                  num_train=3000,
-                  num_val=500, pre_epochs=2, r25_epochs=1, md_epochs=1, md5_epochs=1, md_train=1000, teacher_epochs=1,
-                  ft_epochs=2, scratch_blr=2e-3, ft_batch=32, ft_blr=8e-3, fraction=0.2, knn_k=20, seeds=[0]),
+    "full": dict(data="atoms", pool="atoms_pool", mae="mae_vit_mini", vit="vit_mini", lp="vit_mini_linprobe",
+                 md="maskdistill_vit_mini", md_extra=[], num_train=10000, num_val=5000, fraction=0.02,
+                 pre_epochs=8, r25_epochs=5, teacher_epochs=4, md_epochs=2, md5_epochs=1, md5_train=4000,
+                 ft_epochs=40, ft4_epochs=30, ft_short=20, eval_every=10, ft_batch=32, ft_blr=8e-3, lp_epochs=40,
+                 lp_blr=1.0, lp_batch=64, teacher_blr=4e-3, knn_k=20, seeds=[0, 1, 2]),
+    "quick": dict(data="atoms", pool="atoms_pool", mae="mae_vit_mini", vit="vit_mini", lp="vit_mini_linprobe",
+                  md="maskdistill_vit_mini", md_extra=[], num_train=1000, num_val=500, fraction=0.1,
+                  pre_epochs=1, r25_epochs=1, teacher_epochs=1, md_epochs=1, md5_epochs=1, md5_train=500,
+                  ft_epochs=4, ft4_epochs=2, ft_short=2, eval_every=2, ft_batch=32, ft_blr=8e-3, lp_epochs=4,
+                  lp_blr=1.0, lp_batch=64, teacher_blr=4e-3, knn_k=20, seeds=[0]),
     # the test's: vit_test-sized models, a few dozen images, 3 seeds: it checks the plumbing, not the claims
-    "toy": dict(data="shapes_easy", mae="mae_vit_test", vit="vit_test", md="maskdistill_vit_test",
-                md_extra=["--student", "vit_test"],
-                num_train=64, num_val=32, pre_epochs=2, r25_epochs=1, md_epochs=1, md5_epochs=1, md_train=64,
-                teacher_epochs=1, ft_epochs=2, scratch_blr=5e-4, ft_batch=8, ft_blr=1e-3, fraction=0.25, knn_k=5,
-                seeds=[0, 1, 2]),
+    "toy": dict(data="atoms", pool="atoms_pool", mae="mae_vit_test", vit="vit_test", lp="vit_test_linprobe",
+                md="maskdistill_vit_test", md_extra=["--student", "vit_test"], num_train=64, num_val=32,
+                fraction=0.25, pre_epochs=2, r25_epochs=1, teacher_epochs=1, md_epochs=1, md5_epochs=1,
+                md5_train=64, ft_epochs=2, ft4_epochs=2, ft_short=1, eval_every=1, ft_batch=8, ft_blr=1e-3, lp_epochs=2,
+                lp_blr=0.1, lp_batch=8, teacher_blr=1e-3, knn_k=5, seeds=[0, 1, 2]),
 }
-CROP = ["--crop_scale", "0.8", "1.0"]   # fine-tuning crops: a 32 px shape cut to a third of its area loses its class
+CROP = ["--crop_scale", "0.8", "1.0"]   # fine-tuning crops: a 32 px object cut to a third of its area loses its class
 DEFAULT = "Smooth-l1, LN target (default)"
 MD5 = {DEFAULT: ["--loss", "smooth_l1", "--target_norm", "ln"],
        "MSE, no norm (Table 8)": ["--loss", "mse", "--target_norm", "none"],
@@ -99,7 +104,7 @@ MD5 = {DEFAULT: ["--loss", "smooth_l1", "--target_norm", "ln"],
 
 def ema_decay_for(total_steps):
     """FT-CLIP's EMA 0.9998 averages over 1 / (1 - 0.9998) = 5000 steps, 16% of its 50 x 625 = 31,250 steps (Table 10).
-    Our runs have ~150 steps, where 0.9998 would leave the average at the pre-trained weights; keep the same 16%."""
+    Our runs have a few hundred steps, where 0.9998 would leave the average at the pre-trained weights; keep the 16%."""
     return 1.0 - 1.0 / max(2.0, 0.16 * total_steps)
 
 
@@ -107,16 +112,11 @@ def ema_decay_for(total_steps):
 
 def knn_top1(encoder_path, m, seed):
     """kNN top-1 % on frozen features (mean of the final-norm patch tokens, cosine similarity, k neighbours weighted
-    by exp(sim / 0.07) as DINO's kNN): memory bank = seed's labelled `fraction`, queries = the val split."""
-    if encoder_path is None:                                    # a random-init encoder of the same size (seed s)
-        torch.manual_seed(seed)
-        vit = ViT(ViTConfig(**{**finetune.VIT_PRESETS[m["vit"]], "num_classes": 0}))
-    else:
-        vit = encoder_vit(engine.load_file(encoder_path), mask_token=False, drop_path=0.0, num_classes=0)
-    vit.eval()
+    by exp(sim / 0.07) as DINO's kNN): memory bank = the labelled `fraction` (label seed 0), queries = the val split."""
+    vit = encoder_vit(engine.load_file(encoder_path), mask_token=False, drop_path=0.0, num_classes=0).eval()
     tf = data.build_transform("eval", vit.cfg.img_size, crop_pct=1.0)
     kw = dict(num_train=m["num_train"], num_val=m["num_val"], img_size=vit.cfg.img_size)
-    bank = data.subset_fraction(data.build_dataset(m["data"], "train", tf, **kw), m["fraction"], seed=seed)
+    bank = data.subset_fraction(data.build_dataset(m["data"], "train", tf, **kw), m["fraction"], seed=0)
     query = data.build_dataset(m["data"], "val", tf, **kw)
 
     @torch.no_grad()
@@ -124,35 +124,79 @@ def knn_top1(encoder_path, m, seed):
         return torch.cat([F.normalize(vit.forward_features(x)[:, 1:].mean(1), dim=-1)          # (B, D)
                           for x, _ in torch.utils.data.DataLoader(ds, batch_size=256)])
     sim, idx = (feats(query) @ feats(bank).T).topk(min(m["knn_k"], len(bank)), dim=1)      # (Nq, k)
-    votes = torch.zeros(len(query), len(query.classes)).scatter_add_(1, torch.tensor(bank.targets)[idx], (sim / 0.07).exp())
+    votes = torch.zeros(len(query), len(query.classes)).scatter_add_(1, torch.tensor(bank.targets)[idx],
+                                                                       (sim / 0.07).exp())
     return 100 * (votes.argmax(1) == torch.tensor(query.targets)).float().mean().item()
 
 
+def save_trunk(model, path, source):
+    """A classifier's trunk as an encoder.pt (its head dropped: a teacher's head knows the pool's classes)."""
+    sd = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    engine.atomic_save({"model": sd, "vit_config": {**asdict(model.cfg), "num_classes": 0}, "source": source,
+                        "args": {"student_mean_std": "imagenet"}}, path)
+
+
+def mechanisms(m, runs_dir):
+    """The measured mechanisms behind two claims (never verdicts): MAE's wall-clock speed-up of the visible-only
+    encoder over the encoder with mask tokens (Table 2's claim), and how the teacher's raw target distributes its
+    energy, Smooth-l1 loss and gradient over channels with and without LayerNorm (Eq. 3's reason)."""
+    sys.path.insert(0, HERE)
+    from bench import step_times
+    torch.manual_seed(0)
+    t, _ = step_times(m["mae"], 64, 3)
+    out = [dict(name="MAE: training-step time, encoder with [M] / visible-only (Table 2: 2.8-4.1x for ViT-L/H)",
+                value=round(t["w/ [M]"] / t["visible-only"], 2))]
+    teacher = maskdistill.build_teacher(os.path.join(runs_dir, "teacher", "encoder.pt"), "", (8, 8) if
+                                        m["vit"] == "vit_mini" else (4, 4), target="raw")
+    tf = data.build_transform("eval", 32, mean=None, crop_pct=1.0)
+    ds = data.build_dataset(m["data"], "train", tf, num_train=min(512, m["num_train"]), img_size=32)
+    imgs = torch.stack([ds[i][0] for i in range(len(ds))])
+    with torch.no_grad():
+        raw = teacher(imgs).flatten(0, 1)                                              # (M, Dt) tokens
+    for norm in ("none", "ln"):
+        t = maskdistill.normalize_target(raw, norm)
+        top = t.var(0).argsort(descending=True)[:max(1, round(0.05 * t.shape[1]))]   # 5% largest-variance
+        pred = t.mean(0, keepdim=True).expand_as(t).clone().requires_grad_(True)   # the best constant predictor
+        loss = F.smooth_l1_loss(pred, t, reduction="none")                         # (M, Dt)
+        loss.sum().backward()
+        share = lambda x: round(100 * (x[:, top].sum() / x.sum()).item(), 1)       # noqa: E731
+        c = (t - t.mean(0)) ** 2
+        label = "without norm" if norm == "none" else "with LayerNorm (Eq. 3)"
+        out.append(dict(name=f"target {label}: % of the energy / Smooth-l1 loss / gradient norm^2 in the 5% "
+                             f"largest-variance channels", value=[share(c), share(loss.detach()),
+                                                                 share(pred.grad ** 2)]))
+    return out
+
+
 def run_job(job):
-    """One pre-training (then kNN) or fine-tuning run, or a kNN of a random encoder; returns its numbers."""
+    """One pre-training (then probes), fine-tuning or linear probe; returns its numbers."""
     m, out, t0, c0 = job["m"], job["out"], time.perf_counter(), time.process_time()
     res = {}
     if job["kind"] == "mae":
         mae.main(job["argv"] + ["--output_dir", out])
-    elif job["kind"] == "mae0":     # MAE's encoder at step 0: mae.py's network, init and fixed positions, nothing learned
-        engine.seed_everything(job["seed"])
-        model = mae.create_mae(m["mae"])
-        os.makedirs(out, exist_ok=True)
-        engine.save_encoder(os.path.join(out, "encoder.pt"), model.encoder, model.encoder.cfg,
-                            "mae.py at step 0 (random init)", Namespace(student_mean_std="imagenet"))
     elif job["kind"] == "md":
         maskdistill.main(job["argv"] + ["--output_dir", out])
-    elif job["kind"] in ("ft", "teacher"):
-        model = finetune.main(job["argv"] + ["--output_dir", out])
-        s = json.load(open(os.path.join(out, "summary.json")))
-        evals = [r for r in read_jsonl(out) if "val_acc1" in r]
-        res.update(ft=s["last_acc1"], ft_ema=s["last_acc1_ema"], curve=[r["val_acc1"] for r in evals])
-        if job["kind"] == "teacher":    # the classifier's trunk as an encoder.pt, for maskdistill.py --teacher
-            engine.save_encoder(os.path.join(out, "encoder.pt"), model, model.cfg, "finetune.py (supervised teacher)",
+    elif job["kind"] in ("ft", "lp", "teacher"):
+        argv = job["argv"]
+        if job["kind"] == "teacher":    # from MAE's encoder at step 0 (seed 0), like every student here
+            engine.seed_everything(job["seed"], 0)
+            model = mae.create_mae(m["mae"])
+            os.makedirs(out, exist_ok=True)
+            engine.save_encoder(os.path.join(out, "init.pt"), model.encoder, model.encoder.cfg, "mae.py step 0",
                                 Namespace(student_mean_std="imagenet"))
-    if job["kind"] in ("mae", "mae0", "md", "random"):
-        enc = None if job["kind"] == "random" else os.path.join(out, "encoder.pt")
-        res["knn"] = knn_top1(enc, m, job["seed"])
+            argv = argv + ["--init", os.path.join(out, "init.pt")]
+        model = finetune.main(argv + ["--output_dir", out])
+        s = json.load(open(os.path.join(out, "summary.json")))
+        evals = {r["epoch"]: r["val_acc1"] for r in read_jsonl(out) if "val_acc1" in r}
+        res.update(ft=s["last_acc1"], ft_ema=s["last_acc1_ema"], curve=evals)
+        if job["kind"] == "teacher":
+            save_trunk(model, os.path.join(out, "encoder.pt"), "finetune.py on atoms_pool (supervised teacher)")
+    elif job["kind"] == "mech":
+        res["mechanisms"] = mechanisms(m, os.path.dirname(out))
+    if job["kind"] in ("mae", "md") and job.get("knn", True):
+        res["knn"] = knn_top1(os.path.join(out, "encoder.pt"), m, job["seed"])
+    if os.path.isfile(os.path.join(out, "encoder_init.pt")):          # mae.py --save_init: the step-0 encoder
+        res["knn0"] = knn_top1(os.path.join(out, "encoder_init.pt"), m, job["seed"])
     if job["kind"] in ("mae", "md"):
         res["loss"] = [r["loss"] for r in read_jsonl(out) if "loss" in r][-1]
     return dict(res, seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
@@ -164,66 +208,135 @@ def read_jsonl(out):
 
 def plan(m, runs_dir):
     """Every run of the study as a job: kind, argv, the jobs it needs first (deps); listed in priority order (the
-    teacher's chain first), a job starts as soon as a worker is free and its deps are done."""
+    longest chains first), a job starts as soon as a worker is free and its deps are done."""
     jobs, common = [], ["--num_workers", "0", "--log_every", "5", "--save_every", "1000"]
     n_data = ["--data", m["data"], "--num_train", str(m["num_train"]), "--num_val", str(m["num_val"])]
 
-    def add(tag, kind, argv, seed, deps=()):
+    def add(tag, kind, argv, seed, deps=(), **kw):
         jobs.append(dict(tag=tag, kind=kind, argv=[*argv, "--seed", str(seed), *common], seed=seed, deps=list(deps),
-                         out=os.path.join(runs_dir, tag), m=m))
+                         out=os.path.join(runs_dir, tag), m=m, **kw))
 
-    def init(tag):
-        return ["--init", os.path.join(runs_dir, tag, "encoder.pt")]
+    def init(tag, name="encoder.pt"):
+        return ["--init", os.path.join(runs_dir, tag, name)]
 
-    ft = ["--model", m["vit"], *n_data, "--train_fraction", str(m["fraction"]), "--epochs", str(m["ft_epochs"]),
-          "--batch_size", str(m["ft_batch"]), "--blr", str(m["ft_blr"]), *CROP]
-    steps = m["ft_epochs"] * (round(m["fraction"] * m["num_train"]) // m["ft_batch"])
-    recipe = [*ft, "--ema_decay", f"{ema_decay_for(steps):.4f}"]    # the EMA is tracked beside the raw weights (4b)
-    mae_a = ["--model", m["mae"], *n_data]                  # each MAE job adds its own --epochs
-    # study 3: MaskDistill's preset batch (64) and warmup (0.5 epoch) for both targets: the same steps and images
-    budget_b = ["--data", m["data"], "--epochs", str(m["md_epochs"]), "--num_train", str(m["md_train"]),
-                "--num_val", str(m["num_val"])]
-    md = ["--model", m["md"], *budget_b, "--target", "raw", *m["md_extra"]]   # a ViT teacher has no CLIP projection
-    md5 = [*md, "--epochs", str(m["md5_epochs"])]                             # study 5's shorter budget (last wins)
-    teacher = ["--teacher", os.path.join(runs_dir, "teacher", "encoder.pt")]
-    no_ema = ["--ema_decay", "0"]                       # runs whose EMA nobody reads: no second evaluation per epoch
+    labels = ["--train_fraction", str(m["fraction"]), "--label_seed", "0", "--eval_every", str(m["eval_every"])]
+    ft = ["--model", m["vit"], *n_data, *labels, "--epochs", str(m["ft_epochs"]), "--batch_size", str(m["ft_batch"]),
+          "--blr", str(m["ft_blr"]), *CROP, "--ema_decay", "0"]
+    steps = m["ft4_epochs"] * (round(m["fraction"] * m["num_train"]) // m["ft_batch"])     # study 4's runs
+    recipe = [*ft, "--ema_decay", f"{ema_decay_for(steps):.4f}"]   # the EMA tracked beside the raw weights (4b)
+    lp = ["--model", m["lp"], *n_data, *labels, "--epochs", str(m["lp_epochs"]), "--batch_size", str(m["lp_batch"]),
+          "--blr", str(m["lp_blr"])]
+    mae_a = ["--model", m["mae"], *n_data, "--no-save_init"]
+    md = ["--model", m["md"], *n_data, "--epochs", str(m["md_epochs"]), "--target", "raw", *m["md_extra"],
+          "--teacher", os.path.join(runs_dir, "teacher", "encoder.pt")]      # a ViT teacher has no CLIP projection
+    md5 = [*md, "--epochs", str(m["md5_epochs"]), "--num_train", str(m["md5_train"])]   # (the last flag wins)
     S = m["seeds"]
-    # claim 1's baseline: MAE's own encoder at step 0 (same network, init and fixed positions; nothing learned), so
-    # pre-training is the only difference; its kNN is 1b's baseline
-    for s in S:
-        add(f"mae0_s{s}", "mae0", [], s)
-    # the longest jobs first (a worker idle at the end is lost time): MAE 0.75 seed 0 (the teacher's chain), mask 0.25
-    add(f"mae_r0.75_s{S[0]}", "mae", [*mae_a, "--epochs", str(m["pre_epochs"]), "--mask_ratio", "0.75"], S[0])
-    # the teacher: seed 0's MAE encoder fine-tuned on ALL train labels (strong and semantic, as CLIP is in the paper)
-    add("teacher", "teacher", [*ft, "--train_fraction", "1.0", "--epochs", str(m["teacher_epochs"]), "--ema_decay", "0",
-                               *init(f"mae_r0.75_s{S[0]}")], 0, [f"mae_r0.75_s{S[0]}"])
-    for s in S:   # study 2 at equal time: 0.25 encodes 3x the tokens, so r25_epochs (rounded up in its favour)
+    # the teacher first (studies 3-5 wait for it): MAE's step-0 encoder (seed 0) trained with labels on the pool
+    # (other classes, other images); its trunk is the teacher and study 4's strong encoder
+    add("teacher", "teacher", ["--model", m["vit"], "--data", m["pool"], "--num_train", str(m["num_train"]),
+                               "--num_val", str(m["num_val"]), "--epochs", str(m["teacher_epochs"]), "--batch_size",
+                               "64", "--blr", str(m["teacher_blr"]), *CROP, "--global_pool", "token",
+                               "--ema_decay", "0", "--eval_every", str(m["teacher_epochs"])], 0)
+    for s in S:   # study 3: MaskDistill <- teacher vs MAE pixels at the same budget (batch 64, its warmup)
+        add(f"md_s{s}", "md", [*md, *MD5[DEFAULT]], s, ["teacher"], knn=False)     # evaluated by FT and LP
+        add(f"mae_b_s{s}", "mae", ["--model", m["mae"], *n_data, "--epochs", str(m["md_epochs"]), "--mask_ratio",
+                                   "0.75", "--batch_size", "64", "--warmup_epochs",
+                                   str(maskdistill.PRESETS[m["md"]]["warmup_epochs"])], s, knn=False)
+    for s in S:   # studies 1, 2; 0.25 encodes 3x the tokens, so r25_epochs: equal time, rounded up in its favour
+        add(f"mae_r0.75_s{s}", "mae", [*mae_a, "--save_init", "--epochs", str(m["pre_epochs"]), "--mask_ratio",
+                                       "0.75"], s)
         add(f"mae_r0.25_s{s}", "mae", [*mae_a, "--epochs", str(m["r25_epochs"]), "--mask_ratio", "0.25"], s)
-    for s in S:
-        add(f"md_sup_s{s}", "md", [*md, *teacher, *MD5[DEFAULT]], s, ["teacher"])
-        add(f"ft_md_sup_s{s}", "ft", [*ft, *no_ema, *init(f"md_sup_s{s}")], s, [f"md_sup_s{s}"])
-    for s in S:
-        if s != S[0]:
-            add(f"mae_r0.75_s{s}", "mae", [*mae_a, "--epochs", str(m["pre_epochs"]), "--mask_ratio", "0.75"], s)
-        add(f"ft_mae_s{s}", "ft", [*recipe, *init(f"mae_r0.75_s{s}")], s, [f"mae_r0.75_s{s}"])
-        add(f"ft_mae0_s{s}", "ft", [*ft, *no_ema, *init(f"mae0_s{s}")], s, [f"mae0_s{s}"])
-    for s in S:
-        add(f"mae_b_s{s}", "mae", ["--model", m["mae"], *budget_b, "--mask_ratio", "0.75", "--batch_size", "64",
-                                   "--warmup_epochs", str(maskdistill.PRESETS[m["md"]]["warmup_epochs"])], s)
-        add(f"ft_mae_b_s{s}", "ft", [*ft, *no_ema, *init(f"mae_b_s{s}")], s, [f"mae_b_s{s}"])
-    for s in S:
+    for s in S:   # study 4 on the strong encoder: the recipe (raw and EMA), lr x 4, no layer decay, mixup
+        enc = [*init("teacher"), "--epochs", str(m["ft4_epochs"])]     # a strong encoder converges sooner
+        add(f"ft4_recipe_s{s}", "ft", [*recipe, *enc], s, ["teacher"])
+        for tag, extra in [("ft4_lr_x4", ["--blr", str(4 * m["ft_blr"])]), ("ft4_ld1.0", ["--layer_decay", "1.0"]),
+                           ("ft4_mixup", ["--mixup", "0.8", "--cutmix", "1.0"])]:
+            add(f"{tag}_s{s}", "ft", [*ft, *enc, *extra], s, ["teacher"])
+    for s in S:   # study 1: MAE vs its own encoder at step 0 (saved by the same run: same seed, same init)
+        for tag, name in [("mae", "encoder.pt"), ("mae0", "encoder_init.pt")]:
+            add(f"ft_{tag}_s{s}", "ft", [*ft, *init(f"mae_r0.75_s{s}", name)], s, [f"mae_r0.75_s{s}"])
+            add(f"lp_{tag}_s{s}", "lp", [*lp, *init(f"mae_r0.75_s{s}", name)], s, [f"mae_r0.75_s{s}"])
+        for tag in ("mae_b", "md"):   # study 3's evaluations
+            add(f"ft_{tag}_s{s}", "ft", [*ft, *init(f"{tag}_s{s}")], s, [f"{tag}_s{s}"])
+            add(f"lp_{tag}_s{s}", "lp", [*lp, *init(f"{tag}_s{s}")], s, [f"{tag}_s{s}"])
+    for s in S:   # study 5: the loss / normalization swaps at a shorter budget, each with its own default row
         for name in MD5:
-            add(f"{md5_tag(name)}_s{s}", "md", [*md5, *teacher, *MD5[name]], s, ["teacher"])
-    # ablation, 1 seed: finetune.py's own from-scratch ViT (vit.py's init, learned positions) at the lr it trains best
-    # at (scratch_blr, 1/4 of the recipe's: measured, README), no layer decay (it only protects pre-trained layers)
-    add(f"ft_scratch_s{S[0]}", "ft", [*ft, *no_ema, "--blr", str(m["scratch_blr"]), "--layer_decay", "1.0"], S[0])
-    for s in S:
-        enc = init(f"mae_r0.75_s{s}")
-        for tag, extra in [("ft_lr_x4", ["--blr", str(4 * m["ft_blr"])]), ("ft_ld1.0", ["--layer_decay", "1.0"]),
-                           ("ft_mixup", ["--mixup", "0.8", "--cutmix", "1.0"])]:
-            add(f"{tag}_s{s}", "ft", [*ft, *enc, *extra], s, [f"mae_r0.75_s{s}"])
-        add(f"random_s{s}", "random", [], s)
+            add(f"{md5_tag(name)}_s{s}", "md", [*md5, *MD5[name]], s, ["teacher"])
+    add("mechanisms", "mech", [], 0, ["teacher"])
     return jobs
+
+
+def md5_tag(name):
+    """'MSE, no norm (Table 8)' -> 'md5_mse_none' (the runs' folder names)."""
+    return f"md5_{MD5[name][1]}_{MD5[name][-1]}"
+
+
+def studies(m, res):
+    """The claims, each a baseline, a treatment and optional ablations: {setting, role, values (one per seed)}."""
+    S = m["seeds"]
+
+    def row(setting, role, tag, key):
+        return dict(setting=setting, role=role, values=[round(res[f"{tag}_s{s}"][key], 2) for s in S])
+    n_lab = round(m["fraction"] * m["num_train"])
+    pre, md = f"{m['pre_epochs']} ep x {m['num_train']} img", f"{m['md_epochs']} ep x {m['num_train']} img"
+    ft, lp = f"fine-tuned {m['ft_epochs']} ep on {n_lab} labels", f"linear probe on {n_lab} labels"
+    short = f"after {m['ft_short']} of {m['ft_epochs']} fine-tuning epochs"
+    step0 = "MAE's encoder at step 0 (same network, init and positions; nothing learned)"
+    teacher = f"the teacher ({m['teacher_epochs']} ep supervised on {m['pool']}: other classes, other images)"
+    for s in S:   # the accuracy after the short budget, read off the same fine-tunings' curves
+        for tag in ("ft_mae", "ft_mae0"):
+            res[f"{tag}_s{s}"]["ft_short"] = res[f"{tag}_s{s}"]["curve"][m["ft_short"] - 1]
+    recipe = row(f"the recipe: blr {m['ft_blr']:g}, layer decay {finetune.PRESETS[m['vit']]['layer_decay']}, "
+                 f"no mixup, raw weights", "treatment", "ft4_recipe", "ft")
+    out = [
+        dict(name="1a MAE vs scratch, fine-tuning", claim=f"MAE pre-training beats the same network trained from "
+             f"scratch with few labels (MAE §4): val top-1 %, {ft}", rows=[
+                 row(f"from scratch: {step0}, {ft}", "baseline", "ft_mae0", "ft"),
+                 row(f"MAE pre-trained ({pre}, mask 0.75), {ft}", "treatment", "ft_mae", "ft")]),
+        dict(name="1b MAE vs scratch, linear probe", claim=f"frozen MAE features beat frozen step-0 features (MAE "
+             f"Table 1, LIN): top-1 % of MAE's {lp}", rows=[
+                 row(f"from scratch: {step0}, {lp}", "baseline", "lp_mae0", "ft"),
+                 row(f"MAE pre-trained ({pre}, mask 0.75), {lp}", "treatment", "lp_mae", "ft"),
+                 row(f"kNN of the step-0 encoder (k {m['knn_k']})", "ablation", "mae_r0.75", "knn0"),
+                 row(f"kNN of the MAE encoder (k {m['knn_k']})", "ablation", "mae_r0.75", "knn")]),
+        dict(name="1c MAE makes fine-tuning faster (new)", claim=f"MAE's encoder fine-tunes faster than the "
+             f"step-0 one (MAE §4, Fig. 7's point): val top-1 % {short}", rows=[
+                 row(f"from scratch: {step0}, {short}", "baseline", "ft_mae0", "ft_short"),
+                 row(f"MAE pre-trained ({pre}), {short}", "treatment", "ft_mae", "ft_short")]),
+        dict(name="2 mask ratio", claim=f"mask ratio 0.75 beats 0.25 (MAE Fig. 5) at equal pre-training time (0.25 "
+             f"encodes 3x the tokens, so it gets {m['r25_epochs']} epochs to 0.75's {m['pre_epochs']}, rounded up in "
+             f"its favour): kNN top-1 % on frozen features (k {m['knn_k']}, the {n_lab} labels as the bank)", rows=[
+                 row(f"MAE mask 0.25 ({m['r25_epochs']} ep), kNN", "baseline", "mae_r0.25", "knn"),
+                 row(f"MAE mask 0.75 ({pre}), kNN", "treatment", "mae_r0.75", "knn")]),
+        dict(name="3a teacher, fine-tuning", claim=f"distilling a semantic teacher's features beats reconstructing "
+             f"pixels at the same student size, images, epochs and batch (MaskDistill Table 6; {teacher}): val "
+             f"top-1 %, {ft}", rows=[
+                 row(f"MAE pixels ({md}, mask 0.75), {ft}", "baseline", "ft_mae_b", "ft"),
+                 row(f"MaskDistill <- the teacher ({md}), {ft}", "treatment", "ft_md", "ft"),
+                 dict(setting="the teacher itself, on its own pool's val split (1 run)", role="ablation",
+                      values=[round(res["teacher"]["ft"], 2)])]),
+        dict(name="3b teacher, linear probe", claim=f"the same comparison on frozen features: top-1 % of MAE's {lp}",
+             rows=[row(f"MAE pixels ({md}), {lp}", "baseline", "lp_mae_b", "ft"),
+                   row(f"MaskDistill <- the teacher ({md}), {lp}", "treatment", "lp_md", "ft")]),
+        dict(name="4a lr", claim=f"a small fine-tuning lr beats a large one on a strong encoder (FT-CLIP Table 2; "
+             f"{teacher}, fine-tuned {m['ft4_epochs']} ep on {n_lab} labels): val top-1 %", rows=[
+                 row(f"blr {4 * m['ft_blr']:g} (x 4)", "baseline", "ft4_lr_x4", "ft"), recipe]),
+        dict(name="4b EMA", claim="the EMA of the weights beats the raw weights (FT-CLIP Table 3; the same runs, "
+             "both evaluated): val top-1 %", rows=[
+                 dict(recipe, role="baseline"),
+                 row("EMA (horizon 16% of the run, FT-CLIP's 0.9998 scaled)", "treatment", "ft4_recipe", "ft_ema")]),
+        dict(name="4c layer decay", claim="layer-wise lr decay beats none on a strong encoder (FT-CLIP Tables 4-5): "
+             "val top-1 %", rows=[row("layer decay 1.0 (none)", "baseline", "ft4_ld1.0", "ft"), recipe]),
+        dict(name="4d mixup", claim="no mixup / cutmix beats mixup 0.8 + cutmix 1.0 (FT-CLIP Table 6): val top-1 %",
+             rows=[row("mixup 0.8 + cutmix 1.0", "baseline", "ft4_mixup", "ft"), recipe]),
+    ]
+    md5 = f"{m['md5_epochs']} ep x {m['md5_train']} img"
+    for name in list(MD5)[1:]:
+        out.append(dict(name=f"5 Smooth-l1 + LN vs {name.split(' (')[0]}", claim=f"MaskDistill's Smooth-l1 + LN "
+                        f"target beats {name} (MaskDistill Table 8; study 3's teacher, {md5}): kNN top-1 %", rows=[
+                            row(name, "baseline", md5_tag(name), "knn"),
+                            row(DEFAULT, "treatment", md5_tag(DEFAULT), "knn")]))
+    return [verdict(s) for s in out]
 
 
 def run_jobs(jobs, workers):
@@ -270,78 +383,6 @@ def verdict(study):
     return dict(study, verdict="reproduces" if ok else "does not reproduce", effect=round(effect, 3), std=round(std, 3))
 
 
-def studies(m, res):
-    """The claims, each a baseline, a treatment and optional ablations: {setting, role, values (one per seed)}."""
-    S = m["seeds"]
-
-    def row(setting, role, tag, key):
-        return dict(setting=setting, role=role, values=[round(res[f"{tag}_s{s}"][key], 2) for s in S])
-    pre = f"{m['pre_epochs']} ep x {m['num_train']} img"
-    md = f"{m['md_epochs']} ep x {m['md_train']} img"
-    md5 = f"{m['md5_epochs']} ep x {m['md_train']} img"
-
-    def one(setting, role, tag, key):                   # a 1-seed ablation (seed S[0])
-        return dict(setting=f"{setting} (1 seed)", role=role, values=[round(res[f"{tag}_s{S[0]}"][key], 2)])
-    n_lab = round(m['fraction'] * m['num_train'])
-    labels = f"{n_lab} labels, {m['ft_epochs']} ep"
-    mae_ft = row(f"MAE pre-trained ({pre}, mask 0.75), fine-tuned on {labels}", "treatment", "ft_mae", "ft")
-    teacher = res["teacher"]
-    out = [
-        dict(name="1a MAE vs scratch, fine-tuning", claim="MAE pre-training beats training from scratch with few labels "
-             "(MAE §4), at equal fine-tuning epochs: val top-1 % after fine-tuning", rows=[
-                 row(f"from scratch: MAE's encoder at step 0 (random init), the same recipe, {labels}",
-                     "baseline", "ft_mae0", "ft"), mae_ft,
-                 one(f"from scratch: finetune.py's own ViT init (learned positions), blr {m['scratch_blr']:g}, no layer "
-                     f"decay, {labels}", "ablation", "ft_scratch", "ft")]),
-        dict(name="1b MAE vs scratch, kNN", claim="frozen MAE features beat frozen random-init features (MAE Table 1 "
-             "LIN, as kNN): kNN top-1 % on the labelled 10%", rows=[
-                 row("from scratch: MAE's encoder at step 0 (random init), kNN", "baseline", "mae0", "knn"),
-                 row(f"MAE encoder ({pre}, mask 0.75), kNN", "treatment", "mae_r0.75", "knn"),
-                 row("finetune.py's own ViT init (learned positions), kNN", "ablation", "random", "knn")]),
-        dict(name="2 mask ratio", claim=f"mask ratio 0.75 beats 0.25 (MAE Fig. 5) at equal pre-training time (0.25 "
-             f"encodes 3x the tokens per image, so it gets {m['r25_epochs']} epochs to 0.75's {m['pre_epochs']}, rounded up "
-             f"in its favour): kNN top-1 %", rows=[
-                 row(f"MAE mask 0.25 ({m['r25_epochs']} ep x {m['num_train']} img), kNN", "baseline", "mae_r0.25", "knn"),
-                 row(f"MAE mask 0.75 ({pre}), kNN", "treatment", "mae_r0.75", "knn")]),
-        dict(name="3a teacher, fine-tuning", claim="distilling a semantically strong teacher's features beats "
-             "reconstructing pixels at the same student size, images and epochs (MaskDistill Table 6; the teacher is "
-             "not CLIP but a ViT fine-tuned with ALL train labels, so it has seen every label): val top-1 % after "
-             "fine-tuning", rows=[
-                 row(f"MAE pixels ({md}, mask 0.75), fine-tuned on {labels}", "baseline", "ft_mae_b", "ft"),
-                 row(f"MaskDistill <- supervised teacher ({md}), fine-tuned on {labels}", "treatment", "ft_md_sup", "ft"),
-                 dict(setting=f"the teacher itself: seed {S[0]}'s MAE encoder fine-tuned {m['teacher_epochs']} ep on "
-                      f"all {m['num_train']} labels (1 run)", role="ablation", values=[round(teacher["ft"], 2)])]),
-        dict(name="3b teacher, kNN", claim="the same comparison on frozen features: kNN top-1 %", rows=[
-                 row(f"MAE pixels ({md}, mask 0.75), kNN", "baseline", "mae_b", "knn"),
-                 row(f"MaskDistill <- supervised teacher ({md}), kNN", "treatment", "md_sup", "knn")]),
-        dict(name="4a lr", claim="a small fine-tuning lr beats a large one (FT-CLIP Table 2): recipe blr "
-             f"{m['ft_blr']:g} vs x 4, val top-1 %", rows=[
-                 row(f"blr {4 * m['ft_blr']:g} (x 4)", "baseline", "ft_lr_x4", "ft"),
-                 dict(mae_ft, setting=f"blr {m['ft_blr']:g} (the recipe)")]),
-        dict(name="4b EMA", claim="the EMA of the weights beats the raw weights (FT-CLIP Table 3; the same runs, both "
-             "evaluated): val top-1 %", rows=[
-                 dict(mae_ft, setting="raw weights (the recipe)", role="baseline"),
-                 row(f"EMA (horizon 16% of the run, FT-CLIP's 0.9998 scaled)", "treatment", "ft_mae", "ft_ema")]),
-        dict(name="4c layer decay", claim="layer-wise lr decay beats none (FT-CLIP Tables 4-5): val top-1 %", rows=[
-            row("layer decay 1.0 (none)", "baseline", "ft_ld1.0", "ft"),
-            dict(mae_ft, setting=f"layer decay {finetune.PRESETS[m['vit']]['layer_decay']} (the recipe)")]),
-        dict(name="4d mixup", claim="no mixup / cutmix beats mixup 0.8 + cutmix 1.0 (FT-CLIP Table 6): val top-1 %",
-             rows=[row("mixup 0.8 + cutmix 1.0", "baseline", "ft_mixup", "ft"),
-                   dict(mae_ft, setting="no mixup, no cutmix (the recipe)")]),
-    ]
-    for name in list(MD5)[1:]:
-        out.append(dict(name=f"5 Smooth-l1 + LN vs {name.split(' (')[0]}", claim=f"MaskDistill's Smooth-l1 + LN target "
-                        f"beats {name} (MaskDistill Table 8; study 3's teacher, {md5}): kNN top-1 %", rows=[
-                            row(name, "baseline", md5_tag(name), "knn"),
-                            row(DEFAULT, "treatment", md5_tag(DEFAULT), "knn")]))
-    return [verdict(s) for s in out]
-
-
-def md5_tag(name):
-    """'MSE, no norm (Table 8)' -> 'md5_mse_none' (the runs' folder names)."""
-    return f"md5_{MD5[name][1]}_{MD5[name][-1]}"
-
-
 # ----------------------------------------------------------------------------- report
 
 def mean_std(xs):
@@ -361,17 +402,22 @@ def write_results(out, name, report, runs, m, mode, total):
     cmd = "python experiments/laptop.py" + ("" if mode == "full" else f" --{mode}")
     cpu = sum(r["cpu_seconds"] for r in runs.values())
     n_lab = round(m["fraction"] * m["num_train"])
+    original = [st for st in report["studies"] if "(new)" not in st["name"]]
+    n_ok = sum(st["verdict"] == "reproduces" for st in original)
     lines = [f"# Laptop-scale study ({mode} mode; {when}; {machine})", "",
-             f"Regenerate: `{cmd}` (took {total / 60:.1f} min here on {report['workers']} worker process(es) of one "
-             f"thread; the runs' CPU time adds up to {cpu / 60:.1f} min). Data: built-in, 32 px, 10 classes, "
-             f"{m['num_train']} train / {m['num_val']} val images (`--data {m['data']}`). Fine-tuning: {n_lab} labels ({m['fraction']:.0%}, a "
-             f"fresh class-stratified draw per seed), {m['ft_epochs']} epochs, batch {m['ft_batch']}, blr {m['ft_blr']:g}, "
-             f"the `{m['vit']}` recipe otherwise; the number is the val top-1 of the last epoch. kNN: k = {m['knn_k']} "
-             f"on frozen mean-pooled features, memory bank = the same {n_lab} labelled images. Chance is 10%. "
-             f"Seeds: {', '.join(map(str, m['seeds']))} (a seed = pre-training + fine-tuning + label draw).", "",
+             f"Regenerate: `{cmd}` (took {total / 60:.1f} min here on {report['workers']} worker process(es) of "
+             f"one thread; the runs' CPU time adds up to {cpu / 60:.1f} min). Data: `{m['data']}`, 32 px, 10 "
+             f"classes, {m['num_train']} train images (pre-training, unlabelled) / {m['num_val']} val images; every "
+             f"evaluation uses the same {n_lab} labels ({m['fraction']:.0%}, one class-stratified draw). FT: the "
+             f"`{m['vit']}` recipe, {m['ft_epochs']} epochs, batch {m['ft_batch']}, blr {m['ft_blr']:g}, val top-1 "
+             f"of the last epoch; LP: `{m['lp']}` (MAE's protocol), blr {m['lp_blr']:g}, {m['lp_epochs']} epochs; "
+             f"kNN: k = {m['knn_k']}, mean-pooled features, the same labels as the bank. Chance is 10%. Seeds: "
+             f"{', '.join(map(str, m['seeds']))} (a seed = pre-training + fine-tuning randomness).", "",
              "Verdict rule: effect = treatment mean - baseline mean; **reproduces** only when both rows have at least "
-             "3 seeds and effect >= 3 x the pooled seed std. The numbers are also in "
-             f"[{name}.json]({name}.json).", "",
+             f"3 seeds and effect >= 3 x the pooled seed std. The numbers are also in [{name}.json]({name}.json).",
+             "", f"**{n_ok} of the {len(original)} claims reproduce**" + "".join(
+                 f"; new claim {st['name'].split()[0]}: {st['verdict']}" for st in report["studies"]
+                 if "(new)" in st["name"]) + ".", "",
              "| study | setting | role | mean ± std | per seed |", "| --- | --- | --- | --- | --- |"]
     for st in report["studies"]:
         for r in st["rows"]:
@@ -381,11 +427,15 @@ def write_results(out, name, report, runs, m, mode, total):
     lines += ["", "Verdicts (computed):", ""]
     for st in report["studies"]:
         lines.append(verdict_line(st))
-    lines += ["", f"Plots: ![curves](curves.png) ![bars](bars.png)", "", "Runs (wall seconds on a worker; CPU seconds):", "",
-              "| run | seconds | CPU s | result |", "| --- | --- | --- | --- |"]
+    lines += ["", "Mechanisms (measured once; never verdicts):", "", "| quantity | value |", "| --- | --- |"]
+    for mech in report["mechanisms"]:
+        v = mech["value"]
+        lines.append(f"| {mech['name']} | {' / '.join(f'{x:g}%' for x in v) if isinstance(v, list) else f'{v:g}x'} |")
+    lines += ["", "Plots: ![curves](curves.png) ![bars](bars.png)", "", "Runs (wall seconds on a worker; CPU "
+              "seconds):", "", "| run | seconds | CPU s | result |", "| --- | --- | --- | --- |"]
     for tag, r in runs.items():
         val = ", ".join(f"{k} {r[k]:.3g}" if isinstance(r[k], float) else f"{k} {r[k]}"
-                        for k in ("ft", "ft_ema", "knn", "loss") if r.get(k) is not None)
+                        for k in ("ft", "ft_ema", "knn", "knn0", "loss") if r.get(k) is not None)
         lines.append(f"| {tag} | {r['seconds']:.0f} | {r['cpu_seconds']:.0f} | {val} |")
     with open(os.path.join(out, f"{name}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -407,14 +457,15 @@ def plot_curves(path, series, title, chance=10.0):
     W, H, L, B, T = 720, 440, 70, 60, 40                 # size, left / bottom / top margins
     img, f = Image.new("RGB", (W, H), "white"), font(14)
     d = ImageDraw.Draw(img)
-    epochs = max(len(c) for cs, _ in series.values() for c in cs)
-    ymax = min(100, math.ceil(max(20.0, max(v for cs, _ in series.values() for c in cs for v in c)) / 10) * 10)
+    epochs = 1 + max(e for cs, _ in series.values() for c in cs for e in c)        # curves: {epoch: top-1}
+    top = max(20.0, max(v for cs, _ in series.values() for c in cs for v in c.values()))
+    ymax = min(100, math.ceil(top / 10) * 10 + 10)             # a band on top for the legend
     xy = lambda e, v: (L + (W - L - 20) * e / max(1, epochs - 1), H - B - (H - B - T) * v / ymax)   # noqa: E731
     d.text((L, 10), title, fill="black", font=f)
     for v in range(0, ymax + 1, 10):
         d.line([xy(0, v), xy(epochs - 1, v)], fill=(230, 230, 230))
         d.text((L - 40, xy(0, v)[1] - 8), f"{v}%", fill="black", font=f)
-    for e in range(epochs):
+    for e in sorted({e for cs, _ in series.values() for c in cs for e in c}):
         d.text((xy(e, 0)[0] - 4, H - B + 6), str(e + 1), fill="black", font=f)
     d.line([xy(0, 0), xy(epochs - 1, 0)], fill="black")
     d.line([xy(0, 0), xy(0, ymax)], fill="black")
@@ -425,12 +476,12 @@ def plot_curves(path, series, title, chance=10.0):
     d.text((W - 140, xy(0, chance)[1] - 18), f"chance {chance:g}%", fill=(200, 0, 0), font=f)
     for i, (name, (curves, col)) in enumerate(series.items()):
         for c in curves:
-            d.line([xy(e, v) for e, v in enumerate(c)], fill=tuple(255 - (255 - x) // 3 for x in col), width=1)
-        mean = [statistics.mean(vs) for vs in zip(*curves)]
-        d.line([xy(e, v) for e, v in enumerate(mean)], fill=col, width=3)
-        # legend bottom-right, above the chance line: curves start low on the left and rise, so it stays clear
+            d.line([xy(e, v) for e, v in sorted(c.items())], fill=tuple(255 - (255 - x) // 3 for x in col), width=1)
+        mean = {e: statistics.mean(c[e] for c in curves) for e in curves[0]}
+        d.line([xy(e, v) for e, v in sorted(mean.items())], fill=col, width=3)
+        # legend top-left: the curves start lower on the left, and the axis has room above the highest
         label = f"{name} (thick: mean of {len(curves)} seeds)" if len(curves) > 1 else f"{name} (1 seed)"
-        d.text((W - 340, xy(0, chance)[1] - 60 + 18 * i), label, fill=col, font=f)
+        d.text((L + 12, T + 4 + 18 * i), label, fill=col, font=f)
     img.save(path)
 
 
@@ -455,7 +506,7 @@ def plot_bars(path, report, chance=10.0):
         y += rh
         for r in st["rows"]:
             mu, sd = mean_std(r["values"])
-            d.text((24, y + 4), r["setting"][:78], fill="black", font=fs)
+            d.text((24, y + 4), r["setting"][:86], fill="black", font=fs)
             d.rectangle([x(0), y + 3, x(mu), y + rh - 3], fill=COLORS[r["role"]])
             if sd:
                 d.line([x(mu - sd), y + rh // 2, x(mu + sd), y + rh // 2], fill="black", width=2)
@@ -494,15 +545,16 @@ def main(argv=None):
     m, t0 = MODES[mode], time.perf_counter()
     runs = run_jobs(plan(m, runs_dir), args.workers)
     total = time.perf_counter() - t0
-    report = dict(minutes=round(total / 60, 2), studies=studies(m, runs))
+    report = dict(minutes=round(total / 60, 2), studies=studies(m, runs), mechanisms=runs["mechanisms"]["mechanisms"])
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(report, f, indent=1)
     write_results(out, "results", dict(report, workers=args.workers), runs, m, mode, total)
     plot_curves(os.path.join(out, "curves.png"), {
         "MAE pre-trained": ([runs[f"ft_mae_s{s}"]["curve"] for s in m["seeds"]], COLORS["treatment"]),
         "MAE's encoder at step 0": ([runs[f"ft_mae0_s{s}"]["curve"] for s in m["seeds"]], COLORS["baseline"]),
-        "finetune.py's ViT init": ([runs[f"ft_scratch_s{m['seeds'][0]}"]["curve"]], COLORS["ablation"])},
-        f"Study 1: val top-1 per fine-tuning epoch, {round(m['fraction'] * m['num_train'])} labels")
+        "the teacher (study 4's recipe)": ([runs[f"ft4_recipe_s{s}"]["curve"] for s in m["seeds"]],
+                                           COLORS["ablation"])},
+        f"Val top-1 during fine-tuning on {round(m['fraction'] * m['num_train'])} labels (studies 1 and 4)")
     plot_bars(os.path.join(out, "bars.png"), report)
     print(open(os.path.join(out, "results.md")).read())
     return report, runs

@@ -26,7 +26,8 @@ def test_laptop_toy_runs_every_study_and_writes_json_table_and_plots(tmp_path):
     report, runs = laptop.main(["--toy", "--out", str(out), "--runs_dir", str(tmp_path / "runs"), "--workers", "1"])
     assert json.loads((out / "results.json").read_text()) == report
     names = [s["name"] for s in report["studies"]]
-    assert [n.split()[0] for n in names] == ["1a", "1b", "2", "3a", "3b", "4a", "4b", "4c", "4d", "5", "5", "5"]
+    assert [n.split()[0] for n in names] == ["1a", "1b", "1c", "2", "3a", "3b", "4a", "4b", "4c", "4d", "5", "5", "5"]
+    assert [n for n in names if "(new)" in n] == ["1c MAE makes fine-tuning faster (new)"]
     assert isinstance(report["minutes"], float) and report["minutes"] > 0
     for st in report["studies"]:                          # the shape, exactly
         assert set(st) == {"name", "claim", "verdict", "effect", "std", "rows"}
@@ -36,24 +37,35 @@ def test_laptop_toy_runs_every_study_and_writes_json_table_and_plots(tmp_path):
         for r in st["rows"]:
             assert set(r) == {"setting", "role", "values"} and r["role"] in ("baseline", "treatment", "ablation")
             assert all(0 <= v <= 100 for v in r["values"])
-            assert len(r["values"]) == (1 if "1 seed" in r["setting"] or "1 run" in r["setting"] else 3)
+            assert len(r["values"]) == (1 if "1 run" in r["setting"] else 3)
         base, treat = (next(r["values"] for r in st["rows"] if r["role"] == k) for k in ("baseline", "treatment"))
         assert st["effect"] == pytest.approx(sum(treat) / 3 - sum(base) / 3, abs=1e-3)
         assert st["std"] == pytest.approx(laptop.pooled_std(base, treat), abs=1e-3)
-    assert "scratch" in report["studies"][0]["rows"][0]["setting"] and "scratch" in report["studies"][1]["rows"][0]["setting"]
-    # EMA and raw come from the same recipe runs; 23 fine-tunings (the teacher's too), 24 pre-trainings, 3 MAE encoders
-    # at step 0 (1a/1b's baseline: their kNN is 1b's, their fine-tuning 1a's) and 3 random vit.py encoders
-    assert [r["values"] for r in report["studies"][6]["rows"]] == [
-        [round(runs[f"ft_mae_s{s}"][k], 2) for s in range(3)] for k in ("ft", "ft_ema")]
-    assert report["studies"][1]["rows"][0]["values"] == [round(runs[f"mae0_s{s}"]["knn"], 2) for s in range(3)]
-    assert report["studies"][0]["rows"][0]["values"] == [round(runs[f"ft_mae0_s{s}"]["ft"], 2) for s in range(3)]
-    assert sum("ft" in r for r in runs.values()) == 23 and len(runs) == 23 + 24 + 3 + 3
+    by = {st["name"].split()[0]: st for st in report["studies"]}
+    # 1a / 1b / 1c: the same network at step 0 (saved by the MAE run of that seed) vs MAE, fine-tuned / probed
+    assert "step 0" in by["1a"]["rows"][0]["setting"] and "step 0" in by["1b"]["rows"][0]["setting"]
+    assert by["1a"]["rows"][0]["values"] == [round(runs[f"ft_mae0_s{s}"]["ft"], 2) for s in range(3)]
+    assert by["1b"]["rows"][0]["values"] == [round(runs[f"lp_mae0_s{s}"]["ft"], 2) for s in range(3)]
+    assert by["1c"]["rows"][1]["values"] == [round(runs[f"ft_mae_s{s}"]["curve"][0], 2) for s in range(3)]
+    # 4b: EMA and raw weights of the same recipe runs on the teacher
+    assert [r["values"] for r in by["4b"]["rows"]] == [
+        [round(runs[f"ft4_recipe_s{s}"][k], 2) for s in range(3)] for k in ("ft", "ft_ema")]
+    # 24 fine-tunings + 12 linear probes + the teacher, 24 pre-trainings (3 + 3 MAE for studies 1-2, 3 + 3 for
+    # study 3, 12 for study 5), the mechanisms
+    assert sum(runs[t]["cpu_seconds"] >= 0 for t in runs) == len(runs) == 24 + 12 + 1 + 24 + 1
+    assert sum(t.startswith("lp_") for t in runs) == 12 and sum(t.startswith("ft") for t in runs) == 24
+    assert [m["name"].split(":")[0] for m in report["mechanisms"]] == [
+        "MAE", "target without norm", "target with LayerNorm (Eq. 3)"]
+    assert all(0 <= v <= 100 for m in report["mechanisms"][1:] for v in m["value"])
     text = (out / "results.md").read_text()
-    assert "| study | setting | role | mean ± std | per seed |" in text and text.count("does not reproduce") + \
-        text.count(": reproduces:") == 12
+    assert "| study | setting | role | mean ± std | per seed |" in text and "of the 12 claims reproduce" in text
+    verdicts = [ln for ln in text.splitlines() if ln.startswith("- **")]
+    assert len(verdicts) == 13 and all(": reproduces:" in v or ": does not reproduce:" in v for v in verdicts)
+    assert "| quantity | value |" in text
     for png in ["curves.png", "bars.png"]:
         assert Image.open(out / png).size[0] > 500
-    assert (tmp_path / "runs" / "teacher" / "encoder.pt").exists()           # the supervised teacher, as an encoder
+    teacher = torch.load(tmp_path / "runs" / "teacher" / "encoder.pt", weights_only=True)  # the trunk, no head
+    assert not any(k.startswith("head.") for k in teacher["model"]) and teacher["vit_config"]["num_classes"] == 0
 
 
 def test_verdict_needs_three_seeds_and_three_stds():
