@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 import data
-from data import (ATOM_FAMILIES, ATOM_LOBES, IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, SHAPES_VARIANTS, DataError,
-                  ShapesDataset, build_dataset, build_transform, make_atoms, make_shapes, subset_fraction)
+from data import IMAGENET_MEAN, IMAGENET_STD, DataError, build_dataset, build_transform, subset_fraction
+from synthetic import ATOM_FAMILIES, ATOM_LOBES, SHAPES_CLASSES, SHAPES_VARIANTS, ShapesDataset, make_atoms, make_shapes
 
 
 @pytest.fixture
