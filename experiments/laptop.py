@@ -53,6 +53,7 @@ import math
 import multiprocessing
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -495,7 +496,7 @@ def plot_bars(path, report, chance=10.0):
     d = ImageDraw.Draw(img)
     vmax = min(100, math.ceil(max(chance, max(max(r["values"]) for _, r in rows)) / 10 + 0.5) * 10)
     x = lambda v: L + (W - L - 60) * v / vmax          # noqa: E731
-    d.text((10, 8), "Val top-1 % (fine-tuned) or kNN top-1 % (frozen features): mean ± std over seeds", fill="black", font=f)
+    d.text((10, 8), "Val top-1 %: fine-tuned, linear probe or kNN (frozen features); mean ± std over seeds", fill="black", font=f)
     for i, (role, col) in enumerate(COLORS.items()):
         d.rectangle([10 + 150 * i, 32, 24 + 150 * i, 44], fill=col)
         d.text((30 + 150 * i, 30), role, fill="black", font=f)
@@ -506,7 +507,9 @@ def plot_bars(path, report, chance=10.0):
         y += rh
         for r in st["rows"]:
             mu, sd = mean_std(r["values"])
-            d.text((24, y + 4), r["setting"][:86], fill="black", font=fs)
+            label = r["setting"] if len(r["setting"]) <= 86 else re.sub(r" \([^)]*\)", "", r["setting"])
+            label = label if len(label) <= 86 else label[:86].rsplit(",", 1)[0] + ", ..."   # never mid-word
+            d.text((24, y + 4), label, fill="black", font=fs)
             d.rectangle([x(0), y + 3, x(mu), y + rh - 3], fill=COLORS[r["role"]])
             if sd:
                 d.line([x(mu - sd), y + rh // 2, x(mu + sd), y + rh // 2], fill="black", width=2)
