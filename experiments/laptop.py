@@ -59,7 +59,7 @@ import statistics
 import sys
 import time
 from argparse import Namespace
-from dataclasses import asdict
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -132,9 +132,9 @@ def knn_top1(encoder_path, m, seed):
 
 def save_trunk(model, path, source):
     """A classifier's trunk as an encoder.pt (its head dropped: a teacher's head knows the pool's classes)."""
-    sd = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
-    engine.atomic_save({"model": sd, "vit_config": {**asdict(model.cfg), "num_classes": 0}, "source": source,
-                        "args": {"student_mean_std": "imagenet"}}, path)
+    model.head = torch.nn.Identity()
+    engine.save_encoder(path, model, replace(model.cfg, num_classes=0), source,
+                        Namespace(student_mean_std="imagenet"))
 
 
 def mechanisms(m, runs_dir):
