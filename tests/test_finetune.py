@@ -19,7 +19,6 @@ import torch.nn.functional as F
 
 import engine
 import finetune
-import vit
 import weights
 from finetune import build_model, get_args, layer_id, param_groups_lrd
 from vit import PRESETS as VIT_PRESETS
@@ -256,6 +255,30 @@ def test_linear_probe_trains_only_the_head_on_the_cls_feature(tmp_path):
     for k, v in enc.items():
         assert torch.equal(model.state_dict()[k], v), k                        # incl. the final norm: frozen, used
     assert model.cfg.global_pool == "token" and max(r["step"] for r in rows) == 2 * (32 // 16)   # half of 64 labels
+
+
+def test_mini_linprobe_lr_trains_the_head_within_its_schedule_where_maes_blr_does_not():
+    """LARS moves a weight matrix by lr x 0.001 of its norm per step: MAE's blr 0.1 is set for ~7,000 steps at
+    batch 16,384 (lr 6.4). At a laptop's batch the same blr leaves BN + Linear near its init (loss ~ ln 10), which
+    is why the lab's probe read chance before; the mini preset's blr must fit the head in a few hundred steps."""
+    cfg = finetune.PRESETS["vit_mini_linprobe"]
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (512,), generator=g)
+    x = torch.randn(512, 128, generator=g) + 1.5 * F.one_hot(y, 128).float()        # linearly separable-ish
+
+    def loss_after(blr, steps=100):
+        torch.manual_seed(0)
+        head = nn.Sequential(nn.BatchNorm1d(128, affine=False, eps=1e-6), nn.Linear(128, 10))
+        finetune.init_head(head[1], cfg["head_init_std"], 1.0)
+        opt = engine.LARS(head.parameters(), lr=blr * cfg["batch_size"] / cfg["lr_batch"])
+        for _ in range(steps):
+            loss = F.cross_entropy(head(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return F.cross_entropy(head(x), y).item()
+    assert loss_after(cfg["blr"]) < 0.5 * math.log(10)
+    assert loss_after(0.1) > 0.95 * math.log(10)
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
