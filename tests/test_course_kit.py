@@ -443,8 +443,8 @@ def test_real_manifest_fits_the_code_and_the_issue():
 
 
 # The issue's "check passes for all 5 assignments in CI": the slowest test of the suite (it runs the whole
-# reference suite once more, the 5 handouts, the 32 mutations and the 5 labs' quick runs: 642 s of the suite's
-# 12.8 min on 2 idle cores, 2026-12-05), so the graders cannot rot.
+# reference suite once more, the 5 handouts, the 32 mutations and the 5 labs' quick runs: 720 s of the suite's
+# 14.1 min on 2 idle cores, 2026-12-05), so the graders cannot rot.
 def test_check_passes_for_all_five_assignments():
     """(a)-(g) of course/cmd_check.py over vit, masking, mae, maskdistill, finetune: the CI run."""
     r = _kit(REPO, "check", check=False, timeout=3600)
