@@ -180,7 +180,6 @@ _MAE_LINPROBE = dict(_MAE_FT, linprobe=True, global_pool="token", head_init_std=
                      smoothing=0.0, drop_path=0.0)
 # NOTE(paper): ours, for a 2-core CPU (3 epochs at 32 px): a shape vanishes under RandomResizedCrop's
 # 8% minimum area (crop 0.35-1); 3 epochs are too short for RandAug / erasing / drop path to pay off.
-# LARS steps the head by lr x 0.001 of its norm: the mini probe's 390 steps need blr 10 (MAE: 0.1, 7k steps)
 _MINI = dict(_MAE_FT, blr=2e-3, lr_batch=256, batch_size=128, layer_decay=0.75, epochs=3,
              warmup_epochs=1, aa="", reprob=0.0, mixup=0.0, cutmix=0.0, drop_path=0.0,
              crop_scale=(0.35, 1.0), crop_pct=1.0)
@@ -216,6 +215,7 @@ PRESETS = {
                          lr_batch=1920, batch_size=20, accum_iter=4, layer_decay=0.65,
                          warmup_epochs=5, epochs=30),
     "vit_mini": dict(_MINI, arch="vit_mini"),
+    # NOTE(paper): LARS steps the head by lr x 0.001 of its norm; MAE's blr 0.1 is for ~7k steps, 390 here
     "vit_mini_linprobe": dict(_MAE_LINPROBE, arch="vit_mini", blr=10.0, batch_size=256, epochs=10,
                               warmup_epochs=1, crop_scale=(0.35, 1.0), crop_pct=1.0, save_every=5),
     # the test suite's (tiny, seconds): EMA 0.9 at their batch (= lr_batch): a few steps move it
