@@ -261,24 +261,23 @@ def test_mini_linprobe_lr_trains_the_head_within_its_schedule_where_maes_blr_doe
     """LARS moves a weight matrix by lr x 0.001 of its norm per step: MAE's blr 0.1 is set for ~7,000 steps at
     batch 16,384 (lr 6.4). At a laptop's batch the same blr leaves BN + Linear near its init (loss ~ ln 10), which
     is why the lab's probe read chance before; the mini preset's blr must fit the head in a few hundred steps."""
-    cfg = finetune.PRESETS["vit_mini_linprobe"]
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 10, (512,), generator=g)
     x = torch.randn(512, 128, generator=g) + 1.5 * F.one_hot(y, 128).float()        # linearly separable-ish
 
-    def loss_after(blr, steps=100):
+    def loss_after(blr, steps=100):   # the probe as finetune.py builds it: its BN + Linear head, its LARS
+        args = get_args(["--model", "vit_mini_linprobe", *(["--blr", str(blr)] if blr else [])])
         torch.manual_seed(0)
-        head = nn.Sequential(nn.BatchNorm1d(128, affine=False, eps=1e-6), nn.Linear(128, 10))
-        finetune.init_head(head[1], cfg["head_init_std"], 1.0)
-        opt = engine.LARS(head.parameters(), lr=blr * cfg["batch_size"] / cfg["lr_batch"])
-        for _ in range(steps):
-            loss = F.cross_entropy(head(x), y)
+        model = build_model(args, 10)
+        opt = finetune.build_optimizer(model, args)                   # the head is all that trains
+        for _ in range(steps):                                        # full batch on fixed features
+            loss = F.cross_entropy(model.head(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
-        return F.cross_entropy(head(x), y).item()
-    assert loss_after(cfg["blr"]) < 0.5 * math.log(10)
-    assert loss_after(0.1) > 0.95 * math.log(10)
+        return F.cross_entropy(model.head(x), y).item()
+    assert loss_after(None) < 0.5 * math.log(10)                     # the preset's blr (10)
+    assert loss_after(0.1) > 0.95 * math.log(10)                     # MAE's
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
