@@ -61,7 +61,7 @@ def test_laptop_toy_runs_every_study_and_writes_json_table_and_plots(tmp_path):
     assert "| study | setting | role | mean ± std | per seed |" in text and "of the 12 claims reproduce" in text
     verdicts = [ln for ln in text.splitlines() if ln.startswith("- **")]
     assert len(verdicts) == 13 and all(": reproduces:" in v or ": does not reproduce:" in v for v in verdicts)
-    assert "| quantity | value |" in text
+    assert "| quantity | value |" in text and laptop.noise_floor(json.loads((out / "results.json").read_text())) in text
     for png in ["curves.png", "bars.png"]:
         assert Image.open(out / png).size[0] > 500
     teacher = torch.load(tmp_path / "runs" / "teacher" / "encoder.pt", weights_only=True)  # the trunk, no head
@@ -81,6 +81,21 @@ def test_verdict_needs_three_seeds_and_three_stds():
     # 1b of the committed run: 2.96 x misses the rule, and the line must not round it up to "3.0 x"
     near = laptop.verdict(rows([18.1, 19.4, 17.4], [24.7, 25.8, 21.1]))
     assert near["verdict"] == "does not reproduce" and "(2.96 x the std)" in laptop.verdict_line(near)
+
+
+def test_noise_floor_sets_each_papers_effect_beside_three_stds_of_the_committed_run():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    report = json.load(open(os.path.join(root, "experiments", "results.json")))
+    table = laptop.noise_floor(report)
+    rows = {ln.split(" | ")[0][2:]: ln.split(" | ") for ln in table.splitlines()[2:]}
+    assert set(rows) == {st["name"] for st in report["studies"]} - {          # no published row for these
+        "1b MAE vs scratch, linear probe", "1c MAE makes fine-tuning faster (new)", "3b teacher, linear probe"}
+    for st in report["studies"]:
+        if st["name"] in rows:
+            assert rows[st["name"]][3] == f"{3 * st['std']:.1f}" and rows[st["name"]][4] == f"{st['effect']:+.1f} |"
+    assert rows["4b EMA"][1:2] == ["+0.3"] and rows["4c layer decay"][1] == "+0.7"   # FT-CLIP Tables 3, 5
+    # the lab's README shows the table of the committed run as this function writes it
+    assert table in open(os.path.join(root, "experiments", "README.md")).read()
 
 
 def test_ema_decay_keeps_ft_clip_horizon_fraction():
