@@ -404,7 +404,7 @@ def mean_std(xs):
 
 
 # Each claim's published effect (points on the paper's benchmark, oriented as the claim) and where it is printed;
-# None where the paper has no such row. Shown beside the effect the verdict rule needs here (3 x this run's
+# "n/a" where the paper has no such row. Shown beside the effect the verdict rule needs here (3 x this run's
 # pooled std): a claim whose published effect is far below that needs the lab to amplify it many times.
 PAPER_EFFECT = {
     "1a ": ("+2.4", "MAE §4: ViT-L from scratch 82.5, MAE 84.9"),
