@@ -98,6 +98,20 @@ def test_noise_floor_sets_each_papers_effect_beside_three_stds_of_the_committed_
     assert table in open(os.path.join(root, "experiments", "README.md")).read()
 
 
+def test_worker_memo_hands_out_the_same_read_only_data_the_generator_draws():
+    import data
+    import synthetic
+    make = laptop.memo(synthetic.make_atoms)
+    first, again = make(40, 32, 7, pool=1), make(40, 32, 7, pool=1)
+    assert first is again and not first[0].flags.writeable                     # drawn once, never mutated
+    fresh = synthetic.make_atoms(40, 32, 7, pool=1)
+    assert all((a == b).all() for a, b in zip(first, fresh))                    # bit for bit the generator's
+    assert not (make(40, 32, 8, pool=1)[0] == first[0]).all()                   # another seed, another draw
+    ds = data.ShapesDataset("train", 40, 32, 7, data.build_transform("eval", 32, crop_pct=1.0),
+                            **dict(synthetic.SHAPES_VARIANTS["atoms"], make=make))
+    assert ds[0][0].shape == (3, 32, 32)                                        # PIL reads a read-only array
+
+
 def test_ema_decay_keeps_ft_clip_horizon_fraction():
     # FT-CLIP: 0.9998 over 50 epochs x 625 steps -> horizon 5000 steps = 16% of the run
     assert laptop.ema_decay_for(31250) == pytest.approx(0.9998, abs=1e-7)
