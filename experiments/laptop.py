@@ -82,9 +82,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 import data  # noqa: E402
 import engine  # noqa: E402
 import finetune  # noqa: E402
-import synthetic  # noqa: E402
 import mae  # noqa: E402
 import maskdistill  # noqa: E402
+import synthetic  # noqa: E402
 from weights import encoder_vit  # noqa: E402
 
 # pre_epochs: MAE 0.75 on num_train images (studies 1, 2); r25_epochs: mask 0.25 at equal time (study 2);
