@@ -2,7 +2,8 @@
 
 Datasets (`build_dataset(data, split, transform)`, each with `.classes` and `.targets`):
   built in     shapes, shapes_easy, atoms, atoms_pool: generated in numpy from a seed, offline, in seconds
-               (synthetic.py); 10,000 train / 2,000 val at 32 px by default (--num_train, --num_val)
+               (synthetic.py); 10,000 train / 2,000 val at 32 px by default (--num_train, --num_val); at
+               224 px minutes, under a progress bar (`drawing_bar`)
   cifar10/100  torchvision; downloaded only with --download (else a clear error saying where the files go)
   a folder     ImageNet layout DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg (torchvision ImageFolder);
                an unreadable image is skipped with one warning naming it: one bad JPEG cannot kill a long run
@@ -16,10 +17,9 @@ Transforms (`build_transform(kind, img_size)`):
   linprobe   RandomResizedCrop + flip only (MAE App. A.1 / Table 10, linear probing).
   eval       resize to img_size / crop_pct, center crop (MAE 0.875: 256 -> 224; FT-CLIP 1.0: 224 -> 224).
 
-Run:  python data.py --data atoms --out grid.png         # a labelled 8x8 sample grid
+Run:  python data.py --data atoms --out runs/atoms.png   # a labelled 8x8 sample grid
       python data.py --data shapes --export DIR          # an ImageFolder DIR/{train,val}/<class>/*.png
 """
-import argparse
 import math
 import os
 import sys
@@ -29,8 +29,10 @@ import torch
 from PIL import Image, ImageDraw, ImageOps
 from torchvision import datasets
 from torchvision import transforms as T
+from tqdm import tqdm
 
-from synthetic import SHAPES_VARIANTS, ShapesDataset
+import engine
+from synthetic import SHAPES_VARIANTS, ShapesDataset, default_size
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)  # OpenAI CLIP
@@ -85,13 +87,33 @@ def _image_folder(root, transform):
     return SafeImageFolder(root, transform)
 
 
+# Drawing a built-in split shows a progress bar above this many pixels (images x side^2): 10,000 images at
+# 32 px (1e7) take seconds, no bar; 2,000 at 224 px (1e8) take minutes.
+BAR_PIXELS = 2e7
+
+
+def drawing_bar(data, split, n, img_size):
+    """A tqdm bar over the images of a built-in split (stderr, the first process only, as the epoch bars)
+    when drawing them takes more than a moment (BAR_PIXELS); else None."""
+    if n * img_size ** 2 <= BAR_PIXELS or int(os.environ.get("RANK", 0)) != 0:
+        return None
+    return tqdm(total=n, desc=f"[data] drawing {data} {split}: {n:,} images at {img_size} px", unit="img",
+                file=sys.stderr, dynamic_ncols=True)
+
+
 def build_dataset(data, split, transform=None, *, img_size=32, data_root="./data", download=False,
                   num_train=None, num_val=None, seed=0):
     """`data`: a built-in name (synthetic.py), 'cifar10', 'cifar100', or an ImageNet-style folder; `split`:
     'train' or 'val'. -> a Dataset with `.classes` and `.targets`. `img_size`, `num_*`, `seed`: built-in only."""
     if data in SHAPES_VARIANTS:
-        return ShapesDataset(split, num_train if split == "train" else num_val, img_size, seed, transform,
-                             **SHAPES_VARIANTS[data])
+        n = (num_train if split == "train" else num_val) or default_size(split)
+        bar = drawing_bar(data, split, n, img_size)
+        knobs = dict(SHAPES_VARIANTS[data], **({"progress": bar.update} if bar else {}))
+        try:
+            return ShapesDataset(split, n, img_size, seed, transform, **knobs)
+        finally:
+            if bar is not None:
+                bar.close()
     if data in ("cifar10", "cifar100"):
         cls = datasets.CIFAR10 if data == "cifar10" else datasets.CIFAR100
         try:                 # CIFAR has no val split: its test split plays that role, as in most CIFAR papers
@@ -199,7 +221,7 @@ def export_image_folder(dataset, root):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Show or export a dataset (default: the built-in shapes).")
+    p = engine.Parser(description="Show or export a dataset (default: the built-in shapes).")
     p.add_argument("--data", default="shapes", help="shapes | shapes_easy | atoms | atoms_pool | cifar10 | "
                    "cifar100 | an ImageNet-style folder")
     p.add_argument("--img_size", type=int, default=32, help="shapes: image side in pixels")
@@ -208,7 +230,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="shapes: the dataset's seed")
     p.add_argument("--data_root", default="./data", help="where cifar10/cifar100 live (or are downloaded to)")
     p.add_argument("--download", action="store_true", help="allow downloading cifar10/cifar100")
-    p.add_argument("--out", default=None, help="a labelled 8x8 sample grid of the train split, as PNG")
+    p.add_argument("--out", default=None, help="a labelled 8x8 sample grid of the train split, as PNG "
+                   "(e.g. runs/atoms.png: beside the runs, out of the code; the folder is made)")
     p.add_argument("--export", default=None, help="the data as an ImageFolder DIR/{train,val}/<class>/*.png")
     args = p.parse_args(argv)
     kw = dict(img_size=args.img_size, data_root=args.data_root, download=args.download,
@@ -216,6 +239,7 @@ def main(argv=None):
     try:
         train = build_dataset(args.data, "train", **kw)
         if args.out:
+            os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
             save_grid(train, args.out)
             print(f"wrote {args.out}")
         if args.export:

@@ -3,9 +3,11 @@ Nothing here is paper-specific; each script keeps its paper.
 
   arguments    common flags; `--model` presets as defaults, the command line on top; `--print_args`;
                lr = blr x effective batch / lr_batch (MAE App. A.1); bad values end in one line at parse
-               time; a folder that holds a run is refused unless --resume auto / --overwrite
+               time (`Parser`, `fail`: once per machine under torchrun); a folder that holds a run (its
+               results or a checkpoint, `holds_run`) is refused unless --resume auto / --overwrite
   setup        torchrun / DDP (NCCL on CUDA, gloo on CPU) or a plain process; `print0`; seeds per rank;
-               bf16 autocast on CUDA, fp32 on CPU, or fp16 with a GradScaler (`make_scaler`)
+               bf16 autocast on CUDA, fp32 on CPU, or fp16 with a GradScaler (`make_scaler`); nothing
+               is written until the inputs are checked (`start_run`, from `resume`)
   optimizer    AdamW groups with an optional `lr_scale` (layer-wise lr decay); warmup + cosine per step;
                LARS (linear probing)
   loop         `train_one_epoch`: accumulation with no_sync, clipping, an EMA hook, a stop on a
@@ -25,6 +27,7 @@ import random
 import re
 import sys
 import time
+import weakref
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
@@ -36,10 +39,35 @@ from tqdm import tqdm
 
 # ----------------------------------------------------------------------------- arguments
 
+def reports_errors():
+    """Whether this process prints a run-ending error: a plain process, or under torchrun the first of each
+    machine (LOCAL_RANK 0). Every rank meets the same bad input: one line per machine, not one per process."""
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
+def fail(message, status=1):
+    """The SystemExit that ends a run with one line (`raise engine.fail(msg) from None`): the message on the
+    reporting process, only the exit `status` elsewhere. torchrun stops every process once one exits, so the
+    silent ones wait a moment first: the reporting one, on the same work, prints before it is stopped."""
+    if not reports_errors():
+        time.sleep(2)
+        return SystemExit(status)
+    if status == 1:
+        return SystemExit(message)                  # Python prints it, exit status 1, no traceback
+    print(message, file=sys.stderr, flush=True)
+    return SystemExit(status)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are the one line that matters and where to look, not 16-32 lines of usage
+    first; once under torchrun (`fail`); exit status 2, as argparse's."""
+    def error(self, message):
+        raise fail(f"{self.prog}: error: {message} (see {self.prog} --help)", status=2)
+
+
 def common_parser(description):
     """Flags every script shares (the same names everywhere); the scripts add their paper's groups."""
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("run")
     g.add_argument("--model", required=True, help="a preset: its recipe becomes the defaults below "
                    "(`--model NAME --help` shows that preset's)")
@@ -84,7 +112,7 @@ def parse_args(parser, presets, argv=None, script="run", resolve=None):
     """Resolve `--model`'s preset as defaults, the command line on top, then the effective batch and lr,
     then the script's own `resolve(args, parser)` (e.g. a mask count from a ratio). `--print_args` prints
     the result as one JSON object and exits. `--model X --help` shows X's values as the defaults."""
-    pre = argparse.ArgumentParser(add_help=False)           # --model alone: -h answers after the preset
+    pre = Parser(prog=parser.prog, add_help=False)          # --model alone: -h answers after the preset
     pre.add_argument("--model")
     model = pre.parse_known_args(argv)[0].model
     if model is not None:
@@ -105,7 +133,7 @@ def parse_args(parser, presets, argv=None, script="run", resolve=None):
     if args.print_args:
         print(json.dumps(vars(args), indent=2, sort_keys=True))
         sys.exit(0)
-    if not args.resume and not args.overwrite and os.path.isfile(os.path.join(args.output_dir, "args.json")):
+    if not args.resume and not args.overwrite and holds_run(args.output_dir):
         parser.error(f"--output_dir {args.output_dir} holds an earlier run; continue it with --resume auto, "
                      f"replace it with --overwrite, or give another --output_dir")
     return args
@@ -167,10 +195,11 @@ def seed_everything(*keys):
 
 
 def setup(args):
-    """One process, or one per GPU / CPU worker under torchrun -> a Context; rank 0 makes --output_dir."""
+    """One process, or one per GPU / CPU worker under torchrun -> a Context. Writes nothing: --output_dir is
+    made once the inputs are checked (`start_run`)."""
     want = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if want == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+        raise fail("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
     rank, local_rank, world = (int(os.environ.get(k, d)) for k, d in
                                [("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)])
     if world > 1:
@@ -184,22 +213,46 @@ def setup(args):
     args.compile = device.type == "cuda" if args.compile is None else args.compile
     seed_everything(args.seed, rank)
     ctx = Context(rank, local_rank, world, device, precision)
-    if ctx.is_master:
-        if args.overwrite:                                   # the earlier run's files, none of anyone else's
-            for f in {g for pattern in RUN_FILES for g in glob.glob(os.path.join(args.output_dir, pattern))}:
-                os.remove(f)
-        os.makedirs(args.output_dir, exist_ok=True)
-        with open(os.path.join(args.output_dir, "args.json"), "w") as f:
-            json.dump({**vars(args), "versions": versions()}, f, indent=2, sort_keys=True)
     print0(f"[engine] {world} process(es), device {device}, precision {precision}, compile {args.compile}; "
            f"effective batch {args.eff_batch_size} = {args.batch_size} x {args.accum_iter} accum x {world} "
            f"proc; peak lr {args.lr:.3g} (= blr {args.blr:.3g} x {args.eff_batch_size} / {args.lr_batch})")
     return ctx
 
 
-# What the scripts write into --output_dir (--overwrite removes these, and only these).
+# What the scripts write into --output_dir (--overwrite removes these, and only these). Of them, a folder
+# holds a run only when it holds results or a checkpoint (RESULT_FILES); args.json, metrics.jsonl and
+# encoder_init.pt (step 0) are what a run stopped before its first checkpoint leaves (LEFTOVERS): a fresh
+# start removes them (nothing there to continue), so a log never mixes two runs.
 RUN_FILES = ("args.json", "metrics.jsonl", "checkpoint-*.pt", "checkpoint-best.pt", "encoder*.pt",
              "summary.json", "eval.json", "recon_epoch*.png")
+RESULT_FILES = ("checkpoint-*.pt", "encoder.pt", "summary.json", "eval.json", "recon_epoch*.png")
+LEFTOVERS = ("args.json", "metrics.jsonl", "encoder_init.pt")
+
+
+def holds_run(output_dir):
+    """Whether --output_dir holds a run: its results or a checkpoint."""
+    return any(glob.glob(os.path.join(output_dir, pattern)) for pattern in RESULT_FILES)
+
+
+_started = {}                          # id(args) -> a weak reference to it: the runs started in this process
+
+
+def start_run(args):
+    """Rank 0, once per run, when its inputs are checked (data found, weights and checkpoint loaded: from
+    `resume`) or at its first file (mae.py's encoder_init.pt): make --output_dir, remove the earlier run's
+    files (--overwrite) or what a run stopped before its first step left (a fresh start), write args.json.
+    A run refused for its inputs writes nothing, so the corrected command needs no --overwrite."""
+    ref = _started.get(id(args))
+    if (ref is not None and ref() is args) or (dist.is_initialized() and dist.get_rank() != 0):
+        return
+    _started[id(args)] = weakref.ref(args)
+    fresh = not args.resume and not holds_run(args.output_dir)
+    remove = RUN_FILES if args.overwrite else LEFTOVERS if fresh else ()
+    for f in {g for pattern in remove for g in glob.glob(os.path.join(args.output_dir, pattern))}:
+        os.remove(f)                                 # the earlier run's files, none of anyone else's
+    os.makedirs(args.output_dir, exist_ok=True)
+    with open(os.path.join(args.output_dir, "args.json"), "w") as f:
+        json.dump({**vars(args), "versions": versions()}, f, indent=2, sort_keys=True, default=str)
 
 
 def finish(args, ctx, files):
@@ -514,10 +567,22 @@ SAFE_GLOBALS = [argparse.Namespace]         # what official MAE / BEiT checkpoin
 
 def load_file(path, flag=None):
     """torch.load(weights_only=True) with the official files' few types allowed; one-line errors that tell a
-    missing, a truncated and an intact-but-refused file apart (`flag` names the option that gave `path`)."""
+    missing file, one that is no checkpoint (text, an image), a truncated one and an intact-but-refused one
+    apart (`flag` names the option that gave `path`)."""
     where = f"{flag} {path}" if flag else f"checkpoint {path}"
     if not os.path.isfile(path):
         raise SystemExit(f"{where}: no such file" if flag else f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    # torch.save writes a zip archive ("PK"); files of torch < 1.6 and official .pth files of that age are a
+    # bare pickle (protocol 2+: "\x80"). Anything else (text, an image, ...) is no checkpoint at all.
+    if not head:
+        raise UnreadableCheckpoint(f"{where} is empty (0 bytes); copy or save it again")
+    if not head.startswith((b"PK", b"\x80")):
+        shown = head.decode("utf-8", "replace").split("\n")[0].strip()
+        raise UnreadableCheckpoint(f"{where} is not a checkpoint: not a file torch.save writes (it begins "
+                                   f"{shown[:12]!r}); give a .pt / .pth file: a run's checkpoint-*.pt or "
+                                   f"encoder.pt, or an official release's weights")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -547,7 +612,15 @@ def state_dict_mismatch(model, state, show=3):
 
 def resume(args, model, optimizer, *, scaler=None, ema=None):
     """--resume auto: the latest checkpoint in --output_dir (an unreadable one is skipped for the one
-    before it), or a path. Restores model, optimizer, scaler, EMA and RNG. -> (start epoch, extra)"""
+    before it), or a path. Restores model, optimizer, scaler, EMA and RNG. -> (start epoch, extra).
+    The scripts call it once data and weights are in hand: then the run starts (`start_run`)."""
+    start_epoch, extra = load_resume(args, model, optimizer, scaler=scaler, ema=ema)
+    start_run(args)
+    return start_epoch, extra
+
+
+def load_resume(args, model, optimizer, *, scaler=None, ema=None):
+    """`resume` without starting the run."""
     if not args.resume:
         return 0, {}
     if args.resume == "auto":
@@ -595,6 +668,10 @@ def resume(args, model, optimizer, *, scaler=None, ema=None):
 
 
 def save_encoder(path, encoder, vit_config, source, args):
-    """The encoder alone, for finetune.py --init / maskdistill.py --teacher: {model, vit_config, ...}."""
+    """The encoder alone, for finetune.py --init / maskdistill.py --teacher: {model, vit_config, ...}.
+    Into a run's --output_dir, the run starts first (mae.py's encoder_init.pt comes before its data)."""
+    out = getattr(args, "output_dir", None)
+    if out and os.path.abspath(os.path.dirname(path)) == os.path.abspath(out):
+        start_run(args)
     atomic_save({"model": encoder.state_dict(), "vit_config": asdict(vit_config), "source": source,
                  "args": plain(vars(args))}, path)

@@ -438,11 +438,12 @@ def main(argv=None):
         if done:
             break
     engine.write_json(ctx, os.path.join(args.output_dir, "summary.json"), best)
-    if best["best_acc1"] is not None:
-        ema_best = (f"; best EMA top-1 {best['best_acc1_ema']:.2f} (epoch {best['best_acc1_ema_epoch']}: "
-                    f"FT-CLIP's headline number), last {best['last_acc1_ema']:.2f} (EMA)" if ema else "")
-        engine.print0(f"[finetune] best top-1 {best['best_acc1']:.2f} (raw, epoch "
-                      f"{best['best_acc1_epoch']}), last {best['last_acc1']:.2f} (raw){ema_best}")
+    if best["best_acc1"] is not None:   # named as in summary.json: last_acc1 (the last epoch's), best_acc1
+        ema_part = (f"; EMA: last {best['last_acc1_ema']:.2f}, best {best['best_acc1_ema']:.2f} (epoch "
+                    f"{best['best_acc1_ema_epoch']}; FT-CLIP's headline, checkpoint-best.pt)" if ema else "")
+        engine.print0(f"[finetune] val top-1 (summary.json): last {best['last_acc1']:.2f} (epoch "
+                      f"{best['last_epoch']}), best {best['best_acc1']:.2f} (epoch {best['best_acc1_epoch']})"
+                      f"{ema_part}")
     engine.finish(args, ctx, ["summary.json", "checkpoint-best.pt", "metrics.jsonl"])
     return model
 

@@ -112,7 +112,8 @@ def build_teacher(teacher, pretrained, grid, target="proj", mean_std="auto", pos
         vit = create_model(teacher, img_size=grid[0] * patch)     # positions resized on load
         sd, where = None, f"--teacher_pretrained {pretrained} does not fit {teacher}"
         if pretrained != "random":                      # "random": same shapes, no weights (smoke runs)
-            sd = clip_to_vit_state_dict(read_clip_weights(teacher, pretrained, "--teacher_pretrained"))
+            sd = read_clip_weights(teacher, pretrained, "--teacher_pretrained", "random")
+            sd = clip_to_vit_state_dict(sd)
         default = "clip"
     else:                                               # Table 6: an encoder from mae.py / maskdistill.py
         if not os.path.isfile(teacher):

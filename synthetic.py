@@ -11,7 +11,7 @@
                statistics (the laptop study's data). `atoms_pool`: the 10 other families on other images, a
                teacher's pool disjoint from `atoms` in classes and images.
 Each is a name for data.build_dataset / every script's --data; train and val are disjoint draws.
-`python data.py --data atoms --out grid.png` shows one.
+`python data.py --data atoms --out runs/atoms.png` shows one.
 
 Shape legend: N images, H x W pixels, S = supersampled side, m images of one class in a chunk.
 """
@@ -94,7 +94,7 @@ SHAPES_VARIANTS = {"shapes": {},
 
 def make_shapes(num_images, img_size=32, seed=0, supersample=2, *, radius=(0.35, 0.8), max_angle=180.0,
                 stripes=0.15,
-                light_on_dark=False, equal_area=False):
+                light_on_dark=False, equal_area=False, progress=None):
     """(images uint8 (N, H, W, 3), labels int64 (N,)), deterministic in all arguments.
     Rendered `supersample` times larger and box-filtered down (anti-aliasing), one class at a time,
     vectorised. The nuisances, as knobs: `radius` (lo, hi), the size in the [-1, 1] image frame
@@ -103,7 +103,7 @@ def make_shapes(num_images, img_size=32, seed=0, supersample=2, *, radius=(0.35,
     (any hue) on a dark background, else any two colours. Measured with a ViT from scratch (vit_mini,
     1,000-2,000 labels): with any two colours it stays at chance for hundreds of steps (edges of either
     sign in any hue), light-on-dark at these sizes plateaus near 19%, larger shapes learn (`shapes_easy`:
-    82% after 30 epochs on 1,000 labels)."""
+    82% after 30 epochs on 1,000 labels). `progress(m)`, if given, is called as each m images are drawn."""
     rng = np.random.default_rng(seed)
     K, S, n = len(SHAPES_CLASSES), img_size * supersample, num_images
     labels = rng.permutation(np.arange(n) % K)                                       # balanced classes
@@ -138,9 +138,10 @@ def make_shapes(num_images, img_size=32, seed=0, supersample=2, *, radius=(0.35,
 
     xs, ys = grid(S)
     coverage = np.zeros((n, img_size, img_size), dtype=np.float32)            # fraction of each pixel covered
+    per = max(1, 256 * 32 * 32 // (img_size * img_size))   # images per chunk: 256 at 32 px, 5 at 224 px
     for k, kind in enumerate(SHAPES_CLASSES):
         ids = np.flatnonzero(labels == k)
-        for idx in np.array_split(ids, max(1, len(ids) // 256)):                     # chunks bound the memory
+        for idx in np.array_split(ids, max(1, len(ids) // per)):                     # chunks bound the memory
             if len(idx) == 0:
                 continue
             dx, dy = xs - col(center[idx, 0]), ys - col(center[idx, 1])              # (m, S, S)
@@ -149,6 +150,8 @@ def make_shapes(num_images, img_size=32, seed=0, supersample=2, *, radius=(0.35,
             u *= col(np.where(mirror[idx], -1.0, 1.0))
             m = _inside(kind, u, v).astype(np.float32)                               # (m, S, S) in {0, 1}
             coverage[idx] = m.reshape(len(idx), img_size, supersample, img_size, supersample).mean((2, 4))
+            if progress is not None:
+                progress(len(idx))
     # Background: a linear gradient bg0 -> bg1 in a random direction, plus sinusoidal stripes and pixel noise.
     x, y = grid(img_size)                                                            # (H, W)
     t = (x * col(np.cos(grad_dir)) + y * col(np.sin(grad_dir)) + 1) / 2              # (N, H, W), about [0, 1]
@@ -162,13 +165,17 @@ def make_shapes(num_images, img_size=32, seed=0, supersample=2, *, radius=(0.35,
     return images, labels.astype(np.int64)
 
 
+def default_size(split):                               # images in a built-in split without --num_train/_val
+    return 10_000 if split == "train" else 2_000
+
+
 class ShapesDataset(torch.utils.data.Dataset):
     """The built-in `shapes` data. Train and val are disjoint draws: their seeds come from (seed, split)."""
 
     def __init__(self, split="train", num_images=None, img_size=32, seed=0, transform=None, **knobs):
         if split not in ("train", "val"):
             raise ValueError(f"unknown split '{split}'; use 'train' or 'val'")
-        num_images = num_images or (10_000 if split == "train" else 2_000)
+        num_images = num_images or default_size(split)
         split_seed = int(np.random.SeedSequence([seed, 0 if split == "train" else 1]).generate_state(1)[0])
         make, classes = knobs.pop("make", make_shapes), knobs.pop("classes", SHAPES_CLASSES)  # atoms: theirs
         self.images, labels = make(num_images, img_size, split_seed, **knobs)       # (N, H, W, 3) uint8, (N,)
@@ -198,14 +205,15 @@ _WAVES = [(lambda u: np.cos(2 * np.pi * u), 1 / 2),    # u in [0, 1): one lobe. 
 
 
 def make_atoms(num_images, img_size=32, seed=0, supersample=2, *, pool=0, radius=(0.55, 0.85),
-               amp=(0.35, 0.5), leaves=32, contrast=0.35, occluders=1):
+               amp=(0.35, 0.5), leaves=32, contrast=0.35, occluders=1, progress=None):
     """(images uint8 (N, H, W, 3), labels int64 (N,)): a contour of one of the pool's 10 families at
     any rotation, a random size (`radius`, [-1, 1] frame), lobe depth `amp`, position and colour,
     over dead leaves (`leaves` discs, colours `contrast` of the way from a per-image mean to
     uniform), under up to `occluders` discs (each p 0.5) on its rim. All objects have one area (the
     radius is divided by sqrt(1 + a^2 E[wave^2])) and colours are drawn independently of the class,
     so colour statistics say nothing. A light object on a dark background: with any two colours a
-    ViT from scratch stays at chance on 200 labels (probes.md), as on `shapes`."""
+    ViT from scratch stays at chance on 200 labels (probes.md), as on `shapes`. `progress(m)`, if
+    given, is called as each m images are drawn."""
     rng, f4, px, H = np.random.default_rng([seed, pool]), np.float32, 2 / img_size, img_size
     fams, n = np.array(ATOM_FAMILIES[pool]), num_images           # a pool has its own random stream
     labels = rng.permutation(np.arange(n) % len(fams))
@@ -226,7 +234,9 @@ def make_atoms(num_images, img_size=32, seed=0, supersample=2, *, pool=0, radius
     grid = lambda s: np.meshgrid(*[((np.arange(s) + 0.5) / s * 2 - 1).astype(f4)] * 2)  # noqa: E731
     (xs, ys), (x, y) = grid(H * supersample), grid(H)
     x, y, images = x[:1], y[:, :1], np.empty((n, H, H, 3), dtype=np.uint8)   # x (1, W), y (H, 1)
-    for i in np.array_split(np.arange(n), max(1, n // 500)):   # chunks of ~500 images fit the cache
+    # chunks of ~500 images at 32 px (as many pixels at other sizes) fit the cache; no image depends on them
+    per = max(1, 500 * 32 * 32 // (H * H))
+    for i in np.array_split(np.arange(n), max(1, n // per)):
         top = np.zeros((len(i), H, H), dtype=np.intp)       # the front leaf at each pixel (0: none)
         for k in range(leaves):   # hard edges (6x faster than soft discs), a [1 2 1] blur per axis
             c = leaf[0][i, k, :, None, None]
@@ -248,6 +258,8 @@ def make_atoms(num_images, img_size=32, seed=0, supersample=2, *, pool=0, radius
             img += cov[..., None] * (occ[2][i, k, None, None].astype(f4) - img)
         img += 0.02 * rng.standard_normal((len(i), H, H, 1), dtype=f4)   # grey pixel noise
         images[i] = np.clip(np.rint(img * 255), 0, 255)
+        if progress is not None:
+            progress(len(i))
     return images, labels.astype(np.int64)
 
 

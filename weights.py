@@ -12,8 +12,10 @@ Everything ends in vit.py's (timm / MAE) names.
 Shape legend: N patches, D width, H heads, g / G old / new grid side, K relative-position rows.
 """
 import argparse
+import logging
 import math
 import os
+import textwrap
 import warnings
 from functools import partial
 
@@ -301,9 +303,17 @@ OPEN_CLIP_NAMES = {"clip_b16": "ViT-B-16-quickgelu", "clip_l14": "ViT-L-14-quick
                    "clip_test": "mimlab-tiny-clip"}
 
 
-def read_clip_weights(arch, pretrained, flag="--pretrained"):
+# OpenAI's file names for its released weights (what `--pretrained FILE` suggests; open_clip caches its own)
+OPENAI_FILES = {"clip_b16": "ViT-B-16.pt", "clip_l14": "ViT-L-14.pt"}
+# the exception types (anywhere in the chain) that mean "no network" or "offline on purpose"
+OFFLINE_ERRORS = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectTimeout",
+                  "ConnectionError", "URLError", "gaierror", "ReadTimeout", "TimeoutException"}
+
+
+def read_clip_weights(arch, pretrained, flag="--pretrained", random_init="''"):
     """OpenAI-CLIP weights from a file (state dict, .safetensors, OpenAI's TorchScript .pt) or an
-    open_clip tag such as 'openai' (downloaded once); else one line naming `flag` and what to do."""
+    open_clip tag such as 'openai' (downloaded once); else one line naming `flag` and both ways on: a
+    local file, or `flag random_init` (random weights)."""
     if os.path.isfile(pretrained):
         try:
             if pretrained.endswith(".safetensors"):
@@ -318,23 +328,44 @@ def read_clip_weights(arch, pretrained, flag="--pretrained"):
                 sd = torch.jit.load(pretrained, map_location="cpu")
             except Exception as e:                          # noqa: BLE001
                 first = str(e).splitlines()[0] if str(e) else ""
-                raise SystemExit(f"{flag} {pretrained}: neither a state dict nor a TorchScript archive "
-                                 f"({type(e).__name__}: {first})") from None
+                raise engine.fail(f"{flag} {pretrained}: neither a state dict nor a TorchScript archive "
+                                  f"({type(e).__name__}: {first})") from None
         sd = sd.state_dict() if isinstance(sd, nn.Module) else sd  # OpenAI's ScriptModule -> tensors
         return sd.get("state_dict", sd)
     if os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
-        raise SystemExit(f"{flag} {pretrained}: no such file")
+        raise engine.fail(f"{flag} {pretrained}: no such file")
     if arch not in OPEN_CLIP_NAMES:
-        raise SystemExit(f"{flag} {pretrained}: {arch} has no open_clip name "
-                         f"({', '.join(OPEN_CLIP_NAMES)} do); pass a state-dict file")
+        raise engine.fail(f"{flag} {pretrained}: {arch} has no open_clip name "
+                          f"({', '.join(OPEN_CLIP_NAMES)} do); pass a state-dict file")
     import open_clip                                        # lazy: only a tag needs it
+    name = OPEN_CLIP_NAMES[arch]
+    ways_on = (f"go on with a local file, {flag} /path/to/{OPENAI_FILES.get(arch, 'weights.pt')}, or with "
+               f"random init, {flag} {random_init}")
+    # open_clip and the hub log each retry and the failure (logging, warnings): silenced while trying;
+    # what went wrong is the one line below, printed once per machine (engine.fail)
+    level = logging.root.manager.disable
     try:
-        return open_clip.create_model(OPEN_CLIP_NAMES[arch], pretrained=pretrained).state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.disable(logging.CRITICAL)
+            return open_clip.create_model(name, pretrained=pretrained).state_dict()
     except Exception as e:                                  # noqa: BLE001 - offline, unknown tag, ...
-        first = str(e).splitlines()[0][:160] if str(e) else ""
-        raise SystemExit(f"{flag} {pretrained}: could not get {OPEN_CLIP_NAMES[arch]} weights via "
-                         f"open_clip ({type(e).__name__}: {first}). Offline (HF_HUB_OFFLINE=1) or no "
-                         f"network? A local file works: {flag} /path/to/ViT-B-16.pt") from None
+        chain = [e]
+        while (chain[-1].__cause__ or chain[-1].__context__) and len(chain) < 10:
+            chain.append(chain[-1].__cause__ or chain[-1].__context__)
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained.replace("-", "_").lower() not in tags:          # open_clip's own spelling rule
+            why = f"no such tag; its tags: {', '.join(tags) or 'none'}"
+        elif any(type(c).__name__ in OFFLINE_ERRORS for c in chain):
+            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+            why = ("HF_HUB_OFFLINE=1" if offline else "no network") + " and not in the local cache"
+        else:                                               # the root cause, whole words
+            root = chain[-1]
+            why = textwrap.shorten(f"{type(root).__name__}: {root}", 200, placeholder=" ...")
+        raise engine.fail(f"{flag} {pretrained}: could not get {name} weights via open_clip ({why}); "
+                          f"{ways_on}") from None
+    finally:
+        logging.disable(level)
 
 
 # ----------------------------------------------------------------------------- timm out
@@ -411,7 +442,7 @@ def export(argv=None):
     """python weights.py export CKPT --out model.pth [--ema | --raw]: a finetune.py checkpoint's EMA
     (default when its run selected by EMA) or raw weights as a state dict for timm's VisionTransformer
     (or Beit), written only after timm's own model gave the same logits."""
-    p = argparse.ArgumentParser(prog="weights.py export", description=export.__doc__)
+    p = engine.Parser(prog="weights.py export", description=export.__doc__)
     p.add_argument("ckpt", metavar="CKPT", help="a finetune.py checkpoint (e.g. checkpoint-best.pt)")
     p.add_argument("--out", required=True, help="where to write the timm state dict")
     g = p.add_mutually_exclusive_group()
@@ -455,7 +486,7 @@ def export(argv=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = engine.Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=["export"], help="export: a finetune.py checkpoint for timm")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the command's arguments (export --help)")
     a = p.parse_args(argv)

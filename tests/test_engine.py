@@ -99,8 +99,11 @@ def _ctx():
 
 
 def _args(tmp_path, **kw):
+    # parsed as a continuation (--resume auto): these tests write checkpoints into one folder across calls,
+    # which a fresh run's parse refuses; `resume` is then what the test gives ('' by default)
     a = engine.parse_args(_parser(), {"t": dict(batch_size=4, epochs=2, warmup_epochs=1, log_every=1)},
-                          ["--model", "t", "--output_dir", str(tmp_path)])
+                          ["--model", "t", "--output_dir", str(tmp_path), "--resume", "auto"])
+    a.resume = ""
     for k, v in kw.items():
         setattr(a, k, v)
     return a
@@ -356,3 +359,18 @@ def test_resume_checkpoint_of_another_model_names_the_keys_in_one_line(tmp_path)
     same = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     with pytest.raises(SystemExit, match="optimizer state does not fit"):    # same weights, other param groups
         engine.resume(args, same, torch.optim.AdamW([{"params": same[0].parameters()}, {"params": same[1].parameters()}]))
+
+
+def test_evaluate_reports_top_1_and_top_5_of_hand_made_logits():
+    """Four images of 10 classes whose true class ranks 1st, 3rd, 5th and 7th among the logits: top-1 25%,
+    top-5 75% (a top-5 reported as top-1 would read 75 / 75)."""
+    rank_of_truth = [0, 2, 4, 6]
+    logits = torch.arange(10.0).flip(0).repeat(4, 1)              # class k has logit 9 - k: rank k + 1
+    target = torch.tensor(rank_of_truth)
+    data = torch.utils.data.TensorDataset(logits, target)
+
+    class Identity(torch.nn.Module):                              # the "model" hands the logits through
+        def forward(self, x):
+            return x
+    acc1, acc5 = engine.evaluate(Identity(), torch.utils.data.DataLoader(data, batch_size=3), _ctx())
+    assert (acc1, acc5) == (25.0, 75.0), f"expected top-1 25.0 and top-5 75.0, got {acc1}, {acc5}"
