@@ -1,27 +1,14 @@
-"""An exponential moving average of a model's weights, as FT-CLIP fine-tunes with it (Dong et al.,
-arXiv 2212.06138, §2.1 "Exponential Moving Average", Table 3 / Table 10: momentum 0.9998).
+"""The exponential moving average of a model's weights that FT-CLIP fine-tunes with (Dong et al.,
+arXiv 2212.06138, §2.1 "Exponential Moving Average", Tables 3 and 10: 0.9998 per step):
 
-    ema <- decay * ema + (1 - decay) * param        after every optimizer step (not every micro-batch)
+    ema <- decay * ema + (1 - decay) * param     after each optimizer step (not each micro-batch)
 
-Why it helps (FT-CLIP Table 3): with EMA, 4 of 5 learning rates gain +0.1 to +0.9 top-1, and the worse
-the lr the larger the gain; the paper's reading is that fine-tuning should move CLIP's representation
-as little as possible, and an average of recent weights drifts slower than the weights themselves.
-The horizon is 1 / (1 - decay) = 5000 steps, i.e. 8 of FT-CLIP's 625-step epochs: after epoch 0 the
-pre-trained weights still carry 0.9998^625 = 0.88 of the average, which is why the EMA's first
-evaluations are far below the raw model's (FT-CLIP's log: 20.0% vs 52.1%).
-
-The average is a separate fp32 copy that is only evaluated. It is never copied back into the live
-model: that would be Lookahead (hlb-CIFAR10 / airbench do it), another optimizer, not the papers' EMA.
-Parameters are matched by name, not by position, so a model whose parameters are registered in
-another order still averages correctly (the bug hlb-CIFAR10's NetworkEMA marks in its own code).
-Buffers (e.g. BatchNorm statistics) are copied, as timm's ModelEma does for every state_dict entry
-that is not a float parameter.
-
-Batch size. The paper's 0.9998 is per step at a total batch of 2048 (Table 10); the lr follows the
-batch linearly, but a fixed per-step decay does not: at batch 256 a run takes 8x more steps, so the
-same 0.9998 averages over 8x fewer images (a horizon of ~1 epoch instead of ~8). `decay_for_batch`
-keeps the horizon in images: after n images the old weights keep decay^(n / 2048) of the average at
-any batch, i.e. decay_b = decay ** (b / 2048) per step of b images.
+A separate fp32 copy, only evaluated, never copied back into the live model (that would be
+Lookahead, another optimizer); parameters matched by name, buffers (BatchNorm statistics) copied.
+FT-CLIP Table 3: the EMA helps most at too-large learning rates; it drifts slower than the weights.
+NOTE(paper): 0.9998 is per step at a total batch of 2048; at another batch `decay_for_batch` keeps
+the same horizon in images, decay ** (batch / 2048), where a fixed 0.9998 would not (at batch 256
+it would average over 8x fewer images); --ema_decay sets the per-step value as it is.
 """
 import copy
 
@@ -42,20 +29,55 @@ def unwrap(model):
 
 
 def decay_for_batch(decay, batch, ref_batch):
-    """Per-step decay at a total batch `batch` with the horizon (in images) of `decay` at `ref_batch`:
-    decay ** (batch / ref_batch). 0.9998 at 2048 -> 0.999975 at 256, 0.99981 at 1920; 0 stays 0 (no EMA)."""
+    """Per-step decay at a total batch `batch` with the horizon (in images) of `decay` at
+    `ref_batch`: decay ** (batch / ref_batch). 0.9998 at 2048 -> 0.999975 at 256, 0.99981 at 1920;
+    0 stays 0 (no EMA)."""
     return decay ** (batch / ref_batch)
 
 
+def add_ema_args(parser):
+    """The EMA's flags (FT-CLIP §2.1, Table 3); `resolve_ema_decay` gives the decay per step."""
+    g = parser.add_argument_group("EMA (FT-CLIP §2.1, Table 3)")
+    g.add_argument("--ema_decay", type=float, default=None, help="EMA decay per step, exactly (0: "
+                   "none); None: --ema_base_decay ** (eff_batch / lr_batch), the same horizon")
+    g.add_argument("--ema_base_decay", type=float, default=0.9998, help="decay per step at a "
+                   "batch of --lr_batch (FT-CLIP: 0.9998 at 2048)")
+
+
+def resolve_ema_decay(args, parser):
+    """args.ema_decay: the decay per step at this run's batch, the horizon in images kept
+    (decay_for_batch; NOTE(paper): see the module docstring); --ema_decay sets it exactly."""
+    args.ema_scaled = args.ema_decay is None
+    if args.ema_scaled:
+        args.ema_decay = decay_for_batch(args.ema_base_decay, args.eff_batch_size, args.lr_batch)
+    if not 0 <= args.ema_decay < 1:
+        flag = "--ema_base_decay" if args.ema_scaled else "--ema_decay"
+        parser.error(f"{flag} gives an EMA decay of {args.ema_decay:g}, not in [0, 1) (0 = no "
+                     f"EMA; FT-CLIP: 0.9998 at batch 2048)")
+
+
+def describe_decay(decay, scaled, base, batch, ref_batch):
+    """One line for a run's start: the decay per step, where it comes from, its horizon."""
+    if not decay:
+        return "EMA off"
+    if scaled:
+        how = (f"the recipe's {base:g} at batch {ref_batch}, scaled to batch {batch}: "
+               f"^({batch}/{ref_batch})")
+    else:
+        how = (f"--ema_decay exactly; the recipe's {base:g} at batch {ref_batch} would be "
+               f"{decay_for_batch(base, batch, ref_batch):.6g}")
+    return f"EMA decay {decay:.6g} per step ({how}; horizon {1 / (1 - decay):.0f} steps)"
+
+
 class ModelEma:
-    """`ModelEma(model, decay)`; `ema.update(model)` once per optimizer step; evaluate `ema.module`."""
+    """`ModelEma(model, decay)`; `.update(model)` once per optimizer step; evaluate `.module`."""
 
     def __init__(self, model, decay=0.9998):
         self.decay = decay
         # fp32 even under bf16 training
         self.module = copy.deepcopy(unwrap(model)).float().eval().requires_grad_(False)
         for p in self.module.parameters():
-            p.grad = None                               # a deepcopy carries .grad along; the average has none
+            p.grad = None                               # a deepcopy carries .grad along
 
     @torch.no_grad()
     def update(self, model):
@@ -63,9 +85,9 @@ class ModelEma:
         params, buffers = dict(live.named_parameters()), dict(live.named_buffers())
         for name, avg in self.module.named_parameters():
             if name not in params:
-                raise KeyError(f"EMA parameter '{name}' is not in the live model; was the model rebuilt "
-                               f"differently?")
-            # lerp_(p, w) = avg + w * (p - avg) = (1 - w) * avg + w * p, w = 1 - decay: exact at w = 0, 1
+                raise KeyError(f"EMA parameter '{name}' is not in the live model; was the model "
+                               f"rebuilt differently?")
+            # lerp_(p, w) = avg + w (p - avg) = (1 - w) avg + w p, w = 1 - decay: exact at w = 0, 1
             avg.lerp_(params[name].detach().float(), 1.0 - self.decay)
         for name, buf in self.module.named_buffers():
             if name in buffers:

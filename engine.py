@@ -209,6 +209,8 @@ def setup(args):
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True   # fp32 matmuls that remain (e.g. the EMA eval) use TF32
         torch.backends.cudnn.allow_tf32 = True
+    # NOTE(paper): the papers' code trains in fp16 with loss scaling (MAE's amp, DeepSpeed for FT-CLIP,
+    # BEiT v2, EVA); on a GPU we default to bf16 autocast (no scaler); --precision fp16 is theirs
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     args.compile = device.type == "cuda" if args.compile is None else args.compile
     seed_everything(args.seed, rank)
@@ -227,6 +229,27 @@ RUN_FILES = ("args.json", "metrics.jsonl", "checkpoint-*.pt", "checkpoint-best.p
              "summary.json", "eval.json", "recon_epoch*.png")
 RESULT_FILES = ("checkpoint-*.pt", "encoder.pt", "summary.json", "eval.json", "recon_epoch*.png")
 LEFTOVERS = ("args.json", "metrics.jsonl", "encoder_init.pt")
+
+
+def folder_from(init, prefix):
+    """runs/<prefix>_from_<source>: a run started from another run's file gets its own folder, named
+    after that run (runs/<run>/encoder*.pt, checkpoint*.pt) or the file."""
+    src = os.path.splitext(os.path.basename(init))[0]
+    if src.startswith(("encoder", "checkpoint")):
+        run = os.path.basename(os.path.dirname(os.path.abspath(init)))
+        src = run + src.removeprefix("encoder").removeprefix("checkpoint")
+    return os.path.join("runs", f"{prefix}_from_{src}")
+
+
+def weights_line(args, start_epoch):
+    """Where a run's weights come from, for its start-up line: --init (its EMA or raw weights),
+    --pretrained, random init, or the checkpoint it resumed (which replaced all of them)."""
+    given = (f"--init {args.init}" if args.init else f"--pretrained {args.pretrained}"
+             if args.pretrained else "random init (nothing pre-trained)")
+    if getattr(args, "resumed_from", None):              # resume: every weight is the file's
+        return f"checkpoint {args.resumed_from} (epoch {start_epoch - 1} done), not {given}"
+    ema = {True: " (its EMA weights; --no-init_ema for the raw ones)", False: " (its raw weights)"}
+    return given + (ema.get(args.init_ema, "") if args.init else "")   # None: the file has none
 
 
 def holds_run(output_dir):

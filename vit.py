@@ -308,7 +308,7 @@ class ViT(nn.Module):
         """The pooled heads of MAE App. A.1 and FT-CLIP §2.1 (global_pool "avg" / "ln_avg")."""
         if self.cfg.global_pool == "avg":
             return self.fc_norm(x[:, 1:].mean(dim=1))       # MAE: mean over patches, then LN
-        return self.fc_norm(x[:, 1:]).mean(dim=1)           # FT-CLIP: LN on each patch, then mean
+        return self.fc_norm(x[:, 1:]).mean(dim=1)           # FT-CLIP's code: LN each patch, mean
 
     def forward_head(self, x, pre_logits=False):
         # the cls token (ViT, CLIP) or a pooled head; CLIP's tower ends in proj, a classifier in head

@@ -3,8 +3,9 @@
 No paper's idea is here; it lets the concept files load the released weights and hand ours to timm.
 Everything ends in vit.py's (timm / MAE) names.
   in      CLIP (OpenAI / open_clip: `read_clip_weights`, `clip_to_vit_state_dict`), official MAE
-          (`load_mae_checkpoint`, for mae.py), encoders to fine-tune (`load_pretrained`: ours,
-          timm's, MAE's, BEiT v2's; `read_init`, `check_encoder_size` for finetune.py --init)
+          (`load_mae_checkpoint`, for mae.py), a MaskDistill teacher (`teacher_vit`), encoders to
+          fine-tune (`load_pretrained`: ours, timm's, MAE's, BEiT v2's; `read_init`,
+          `check_encoder_size` for finetune.py --init)
   resize  positions (`resize_pos_embed`, MAE / FT-CLIP), a CLIP teacher's (`resize_teacher_pos_embed`,
           BEiT v2), relative-position tables (`resize_rel_pos_bias`: BEiT v2's SciPy interp2d spline)
   out     timm (`timm_state_dict`): python weights.py export CKPT --out model.pth [--ema | --raw]
@@ -46,11 +47,10 @@ def resize_pos_embed(pos_embed, new_grid, num_prefix=1):
 
 def resize_teacher_pos_embed(pos_embed, grid, how="beit2"):
     """(1, 1+g*g, D) -> (1, 1+Gh*Gw, D) for a teacher fed another resolution (MaskDistill §4.1:
-    CLIP-L/14's 16 x 16 table at 196 px). "beit2", as BEiT v2's teachers (vqkd_teacher/clip/model.py;
-    the author points to it in unilm #921): bicubic with scale_factor (G + 0.1) / g, DINO's trick
-    (dino #8), so the output has G rows but is sampled at the scale 14.1/16, not 14/16 (1-2% off an
-    exact resize per position on CLIP-L/14). We match the code whose targets MaskDistill used.
-    "exact": size (Gh, Gw), `resize_pos_embed`."""
+    CLIP-L/14's 16 x 16 table at 196 px). NOTE(paper): the paper does not say how; "beit2" resizes
+    as BEiT v2's teachers (bicubic with scale_factor (G + 0.1) / g: G rows sampled at the scale
+    14.1/16, 1-2% off an exact resize per position on CLIP-L/14), the code whose targets MaskDistill
+    used; "exact": size (Gh, Gw), `resize_pos_embed` (--teacher_pos_resize exact)."""
     n = pos_embed.shape[1] - 1
     old = math.isqrt(n)
     if old * old != n or (old, old) == tuple(grid):     # not square: load_pretrained reports it
@@ -233,6 +233,40 @@ def check_encoder_size(vit_config, arch, flag, builds=""):
                          f"{builds}{arch} ({describe(VIT_PRESETS[arch])}): pass {fix}")
 
 
+# the architecture an --init encoder brings with it (never its size, which check_encoder_size guards)
+ARCH_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim", "norm_eps", "act",
+               "qkv_bias", "qv_bias", "patch_bias", "norm_pre", "rel_pos_bias", "layer_scale",
+               "pos_embed")
+
+
+def init_config(arch, init, init_ema, switches, builds):
+    """(ViTConfig fields, --init's state dict or None, EMA taken) for finetune.py: `arch`'s preset with
+    the BEiT `switches` given on the command line ({name: value or None}); an --init encoder.pt
+    brings its own ARCH_FIELDS (`builds`: "--model NAME builds ", for the message)."""
+    cfg = dict(VIT_PRESETS[arch])
+    cfg.update({k: v for k, v in switches.items() if v is not None})
+    if not init:
+        return cfg, None, init_ema
+    ckpt, state, init_ema = read_init(init, init_ema)
+    enc = vit_config_of(ckpt)             # None for official MAE / timm files: the arch decides
+    if enc:
+        check_encoder_size(enc, arch, f"--init {init}", builds)
+        cfg.update({k: v for k, v in enc.items() if k in ARCH_FIELDS})
+    return cfg, state, init_ema
+
+
+def load_start_weights(model, arch, pretrained, state, given):
+    """finetune.py's starting weights: CLIP's (`pretrained`, a tag or a file) or an --init state dict
+    (positions / RPE tables resized; an unfit head, norm, [M] dropped); one line if they do not fit."""
+    try:
+        if pretrained:
+            load_clip_state_dict(model, read_clip_weights(arch, pretrained))
+        elif state is not None:
+            load_pretrained(model, state, log=engine.print0)
+    except ValueError as e:
+        raise engine.fail(f"{given}: {e}") from None
+
+
 def load_mae_checkpoint(model, ckpt, path):
     """mae.py --init / --visualize: encoder + decoder into a mae.MaskedAutoencoder, strictly, from a
     mae.py checkpoint or an official one ({"model": ...}: mae_visualize_vit_*.pth, main_pretrain.py's
@@ -366,6 +400,44 @@ def read_clip_weights(arch, pretrained, flag="--pretrained", random_init="''"):
                           f"{ways_on}") from None
     finally:
         logging.disable(level)
+
+
+def teacher_vit(teacher, pretrained, grid, pos_resize="beit2"):
+    """A MaskDistill teacher's ViT for a student patch grid (Gh, Gw), and the input mean/std it was
+    trained with: `teacher` a CLIP preset (its open_clip tag or file in `pretrained`; "random": same
+    shapes, no weights, for smoke runs) or the path of an encoder.pt (mae.py, maskdistill.py:
+    MaskDistill Table 6). Positions go to the student's grid (`resize_teacher_pos_embed`)."""
+    from vit import create_model
+    if teacher in OPEN_CLIP_NAMES:
+        patch = ViTConfig(**VIT_PRESETS[teacher]).patch_size
+        vit = create_model(teacher, img_size=grid[0] * patch)
+        sd, where, mean_std = None, f"--teacher_pretrained {pretrained} does not fit {teacher}", "clip"
+        if pretrained != "random":
+            sd = clip_to_vit_state_dict(read_clip_weights(teacher, pretrained, "--teacher_pretrained",
+                                                          "random"))
+    else:
+        if not os.path.isfile(teacher):
+            raise engine.fail(f"--teacher {teacher}: no such file; use clip_b16 | clip_l14 | an "
+                              f"encoder.pt (run `python mae.py --model mae_vit_mini` first for "
+                              f"runs/mae_mae_vit_mini/encoder.pt)")
+        ckpt = engine.load_file(teacher, "--teacher")
+        if "vit_config" not in ckpt:
+            raise engine.fail(f"--teacher {teacher}: not an encoder.pt (no 'vit_config'); save one "
+                              f"with engine.save_encoder")
+        cfg = {k: v for k, v in ckpt["vit_config"].items() if k in ViTConfig.__dataclass_fields__}
+        cfg.update(img_size=grid[0] * cfg["patch_size"], mask_token=False, drop_path=0.0)
+        vit = ViT(ViTConfig(**cfg))
+        sd, where = dict(ckpt["model"]), f"--teacher {teacher} does not fit a {tuple(grid)} grid"
+        mean_std = (ckpt.get("args") or {}).get("student_mean_std", "imagenet")   # mae.py: ImageNet's
+    if sd is not None:
+        if "pos_embed" in sd and vit.pos_embed is not None:
+            sd["pos_embed"] = resize_teacher_pos_embed(sd["pos_embed"], vit.patch_embed.grid_size,
+                                                       pos_resize)
+        try:
+            load_pretrained(vit, sd)
+        except ValueError as e:
+            raise engine.fail(f"{where}: {e}") from None
+    return vit, mean_std
 
 
 # ----------------------------------------------------------------------------- timm out
