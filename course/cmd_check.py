@@ -9,19 +9,28 @@ points.
   (d) no statement of a blanked body, of this assignment or of any later one, appears anywhere in the handout
       (ast-normalized; trivial ones ignored), and no instructor-only file;
   (e) each wrong answer in course/mutations.py makes at least one graded test fail;
-  (f) a failing graded test says what was expected: every `assert` / assert_close in a graded test carries a
-      message, and under each mutation the failing test's message leads with a line naming the paper (not
-      pytest's bare `assert ...` introspection nor "Tensor-likes are not close!");
+  (f) a failing graded test says what was expected and what came: every `assert` / assert_close in a graded
+      test carries a message showing the value that came ("got ..." or tests/expect.came), and under each
+      mutation the failing test's first line names the paper and says "got" (not pytest's bare `assert ...`
+      introspection nor "Tensor-likes are not close!");
   (g) the lab runs in the handout with its own functions restored (`restore`; the later ones still stubs): the
       lab's quick command (`--labs full`: the lab command itself) ends well and its numbers lie in the
-      manifest's ranges.
+      manifest's ranges;
+  (h) no code the handout ships computes what one of its stubs returns: in the reference run, course/answers.py
+      compares every tensor the project's code (tests, concept files, experiments, course/; with what torch,
+      timm or open_clip compute for it) makes outside the stubbed functions with what the stubbed functions
+      return in the same test; a match not derived from the function's own output is a leak. Tests that
+      compare with the official code live in tests/reference/ (instructor-only) or keep their expected values
+      as fixtures (tests/fixtures/).
 
 Cost, for CI: the reference suite runs ONCE, in a copy whose blanked functions (all assignments') record which
 tests reach them (source.instrument). That run is (a) for all assignments, and it tells (c) which of a
 handout's tests can behave differently from the reference at all: only those reaching a function stubbed in
 that handout; the others run unchanged code, so their reference outcome is theirs. Each handout then runs once
 (graded tests + those), each mutation runs its assignment's graded tests with -x (their failures are (e) and
-(f)), each lab's quick command once. Runs go --jobs at a time (default: min(2, CPU count)).
+(f)), each lab's quick command once. Runs go --jobs at a time (default: min(2, CPU count)), each with
+CPU count / jobs torch threads (OMP_NUM_THREADS, unless set): two runs of two threads on two cores spend
+their time waiting on each other.
 """
 import ast
 import json
@@ -39,12 +48,7 @@ from course import source
 from course.assignments import ASSIGNMENTS, PAPERS
 from course.handout import make_handout, restore_bodies, stubs_of
 from course.kit import (INSTRUCTOR_ONLY, ROOT, blanks_of, clean_env, copy_project, entries_of, functions_of,
-                        get, is_handout, later_than, match, read, run_logged, run_pytest, write)
-
-try:
-    from course.assignments import SUITE
-except ImportError:
-    SUITE = None
+                        get, instructor_only, is_handout, later_than, match, read, run_logged, run_pytest, write)
 
 PAPER_WORD = re.compile(r"(?<![\w-])(" + "|".join(re.escape(p) for p in PAPERS) + r")(?![\w-])")
 
@@ -119,30 +123,39 @@ def validate(root, assignments, mutations):
     return bad
 
 
+def _says_what_came(msg):
+    """A message (ast) that shows the value that came: its text says "got ..." or it calls expect.came / brief."""
+    text = ast.unparse(msg)
+    return "got " in text.lower() or "came(" in text or "brief(" in text
+
+
 def silent_asserts(root, a):
-    """[(entry, line, text)] of the asserts in a's graded test functions without a message: `assert x` with no
-    `, msg`, and torch.testing.assert_close(...) without msg= (its default names no paper and no
-    expectation)."""
+    """[(entry, line, text)] of the asserts in a's graded test functions that do not say what was expected and
+    what came: `assert x` with no `, msg` or a msg without the value that came ("got ..."), and
+    torch.testing.assert_close(...) without such a msg= (its default names no paper and no expectation)."""
     out = []
     for _, entry, _ in entries_of(a):
         node = _test_node(root, entry)
         for n in ast.walk(node) if node is not None else ():
-            silent = ((isinstance(n, ast.Assert) and n.msg is None) or
-                      (isinstance(n, ast.Call) and ast.unparse(n.func).split(".")[-1] == "assert_close"
-                       and not any(k.arg == "msg" for k in n.keywords)))
-            if silent:
+            if isinstance(n, ast.Assert):
+                msg = n.msg
+            elif isinstance(n, ast.Call) and ast.unparse(n.func).split(".")[-1] == "assert_close":
+                msg = next((k.value for k in n.keywords if k.arg == "msg"), None)
+            else:
+                continue
+            if msg is None or not _says_what_came(msg):
                 out.append((entry, n.lineno, ast.unparse(n).splitlines()[0][:90]))
     return out
 
 
 def explicit_first_line(v):
-    """None if a failed result leads with an explicit message naming a paper, else why not. A failure that is
-    not an AssertionError is the code under test raising (its own message and traceback say what):
-    accepted."""
+    """None if a failed result leads with an explicit message naming a paper and what came ("got ..."), else why
+    not. A failure that is not an AssertionError is the code under test raising (its own message and traceback
+    say what): accepted."""
     if v.get("exception", "AssertionError") != "AssertionError":
         return None
     first = (v["message"].strip().splitlines() or [""])[0]
-    if first.startswith("assert ") or not PAPER_WORD.search(first):
+    if first.startswith("assert ") or not PAPER_WORD.search(first) or "got " not in first.lower():
         return first[:160] or "(empty message)"
     return None
 
@@ -164,6 +177,7 @@ class Runs:
     handout_runs: dict = field(default_factory=dict)    # name -> (results, rc, cost)
     mutants: list = field(default_factory=list)         # [(assignment, function, what, results, rc, cost)]
     labs: dict = field(default_factory=dict)            # name -> (command, folder, rc, cost, log text)
+    answers: list = field(default_factory=list)         # course/answers.py's candidate leaks (dicts)
 
 
 def _graded_files(a):
@@ -224,11 +238,12 @@ def run_lab(command, cwd, log, timeout):
 def run_all(runs, assignments, mutants, ref, restored, jobs, timeout, labs):
     tmp = runs.tmp
     with ThreadPoolExecutor(jobs) as pool:
-        trace = os.path.join(tmp, "trace.tsv")
-        if os.path.exists(trace):
-            os.remove(trace)
+        trace, answers = os.path.join(tmp, "trace.tsv"), os.path.join(tmp, "answers.jsonl")
+        for f in (trace, answers):
+            if os.path.exists(f):
+                os.remove(f)
         ref_job = pool.submit(run_pytest, ref, [], os.path.join(tmp, "reference.log"), timeout=timeout,
-                              trace=trace)
+                              trace=trace, answers=answers)
         mut_jobs = [pool.submit(run_pytest, d, _graded_files(get(a_name)) + ["-m", a_name, "-x"],
                                 os.path.join(tmp, f"mutant_{i:02d}.log"), timeout=timeout)
                     for i, (a_name, _, _, d) in enumerate(mutants)]
@@ -249,6 +264,7 @@ def run_all(runs, assignments, mutants, ref, restored, jobs, timeout, labs):
             print(f"check: the reference run did not finish (exit {ref_rc}); its output ends with:\n{tail}")
             return False
         runs.hits = _hits(trace)
+        runs.answers = [json.loads(line) for line in read(answers).splitlines()] if os.path.isfile(answers) else []
         h_jobs = {}
         for a in assignments:
             stubbed = set().union(*(functions_of(b) for b in [a] + later_than(a)))
@@ -377,8 +393,8 @@ def step_f_messages(a, runs):
     under a mutation leads with an explicit line naming the paper (dynamic; the runs of (e), no extra
     cost)."""
     silent = silent_asserts(runs.root, a)
-    P = [f"(f) {entry}:{line}: `{text}` has no message (say what was expected, what came, and the paper "
-         "section)"
+    P = [f"(f) {entry}:{line}: `{text}`: its message must say what was expected, what came (\"got ...\" or "
+         "expect.came), and the paper section"
          for entry, line, text in silent]
     graded = {k for _, e, _ in entries_of(a) for k in match(runs.ref, e)}
     n_ok = n = 0
@@ -394,7 +410,7 @@ def step_f_messages(a, runs):
                 n_ok += 1
             else:
                 P.append(f"(f) mutation '{what}': {k} fails with `{why}`: its first line must say what was "
-                         f"expected and name the paper ({', '.join(PAPERS)})")
+                         f"expected, what came (\"got ...\") and name the paper ({', '.join(PAPERS)})")
     return f"{n_ok}/{n}, {len(silent)} silent", P
 
 
@@ -443,19 +459,35 @@ def step_g_lab(a, runs, labs):
     return f"{n_ok}/{len(expect)} ok, {cost['wall']:.0f} s", P
 
 
+def step_h_answers(a, runs):
+    """(h) no shipped code computes a stubbed function's value (course/answers.py's candidates, per handout)."""
+    stubbed = set().union(*(functions_of(b) for b in [a] + later_than(a)))
+    leaks = {}
+    for c in runs.answers:
+        line = c["where"].split(" ")[0]                 # "tests/test_x.py:12 (matmul)" -> its file:line
+        if c["fn"] in stubbed and not set(c["inside"]) & stubbed and not instructor_only(line):
+            leaks.setdefault((line, c["fn"]), c)
+    P = [f"(h) {c['where']} computes what {fn} returns (in {c['test']}): a handout must not hold an answer; "
+         "keep the expected value as a fixture (tests/fixtures/), check a property or a hand-computed case, or "
+         "move the comparison with the official code to tests/reference/ (instructor-only)"
+         for (_, fn), c in sorted(leaks.items())]
+    return f"{len(leaks)} found ({len(stubbed)} fns)", P
+
+
 # ----------------------------------------------------------------------------- the driver
 
 # (column title, step); the table's cells: (a) graded tests passing on the reference; (b) failing on a stub;
 # (c) the handout's other tests; (d) solution statements found / looked for (own + later functions);
 # (e) mutations caught; (f) failing graded tests with an explicit first line, asserts without a message;
-# (g) lab numbers in range, the lab's wall time.
+# (g) lab numbers in range, the lab's wall time; (h) values computed outside the stubs that they return.
 STEPS = [("a", "(a) ref", step_a_reference), ("b", "(b) stubs", step_b_stubs),
          ("c", "(c) others", step_c_other_tests), ("d", "(d) leaks", step_d_leaks),
-         ("e", "(e) mutants", step_e_mutations), ("f", "(f) explicit", step_f_messages)]
+         ("e", "(e) mutants", step_e_mutations), ("f", "(f) explicit", step_f_messages),
+         ("g", "(g) lab", None), ("h", "(h) answers", step_h_answers)]
 
 
 def check(names=(), jobs=0, keep=None, root=ROOT, timeout=1800, labs="quick"):
-    """Run (a)-(g) for the named assignments (default: all); print the table and each problem; 0 if none."""
+    """Run (a)-(h) for the named assignments (default: all); print the table and each problem; 0 if none."""
     t0 = time.time()
     if is_handout(root):
         raise SystemExit("course/make.py check: this folder is a handout; run check in the full project")
@@ -467,6 +499,7 @@ def check(names=(), jobs=0, keep=None, root=ROOT, timeout=1800, labs="quick"):
         print("check: the manifest does not fit the code:\n  " + "\n  ".join(bad))
         return 1
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))  # for the runs
     tmp = os.path.abspath(keep) if keep else tempfile.mkdtemp(prefix="mimlab-check-")
     os.makedirs(tmp, exist_ok=True)
     runs = Runs(root=root, tmp=tmp)
@@ -481,19 +514,13 @@ def check(names=(), jobs=0, keep=None, root=ROOT, timeout=1800, labs="quick"):
             s = stats[a["name"]] = {}
             P = problems.setdefault(a["name"], [])
             for key, _, step in STEPS:
-                s[key], p = step(a, runs)
+                s[key], p = step(a, runs) if step else step_g_lab(a, runs, labs)
                 P += p
-            s["g"], p = step_g_lab(a, runs, labs)
-            P += p
         for k, v in runs.ref.items():
             if k.startswith("<collect>"):
                 for a in assignments:
                     problems[a["name"]].append(f"(a) the reference does not collect: {k[10:]}: "
                                                f"{v['message']}")
-        if SUITE and not abs(len(runs.ref) - SUITE["tests"]) <= 0.1 * SUITE["tests"]:
-            problems[assignments[0]["name"]].append(
-                f"(c) ASSIGNMENT.md tells students the suite has {SUITE['tests']} tests; the reference has "
-                f"{len(runs.ref)}: measure it again and update SUITE in course/assignments.py")
     finally:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -502,9 +529,8 @@ def check(names=(), jobs=0, keep=None, root=ROOT, timeout=1800, labs="quick"):
 
 
 def report(assignments, stats, problems, runs, seconds):
-    titles = ["assignment"] + [title for _, title, _ in STEPS] + ["(g) lab"]
-    rows = [[a["name"]] + [stats[a["name"]][k] for k, _, _ in STEPS] + [stats[a["name"]]["g"]]
-            for a in assignments]
+    titles = ["assignment"] + [title for _, title, _ in STEPS]
+    rows = [[a["name"]] + [stats[a["name"]][k] for k, _, _ in STEPS] for a in assignments]
     widths = [max(len(r[i]) for r in [titles] + rows) for i in range(len(titles))]
     print()
     for r in [titles] + rows:

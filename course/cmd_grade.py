@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import textwrap
 
-from course.kit import (EXTRA_DIR, INSTRUCTOR_ONLY, ROOT, SKIP_DIRS, entries_of, get, handout_name, match,
+from course.kit import (EXTRA_DIR, ROOT, SKIP_DIRS, entries_of, get, handout_name, instructor_only, match,
                         project_files, read, run_pytest, write)
 
 # lines of each failure shown below its first line (whole lines; pytest -m for the rest)
@@ -88,7 +88,7 @@ def _overlay(work, root):
         if "conftest.py" in filenames:
             os.remove(os.path.join(dirpath, "conftest.py"))
     for p in project_files(root):
-        if (p.startswith(("tests/", "course/")) or p == "pytest.ini") and p not in INSTRUCTOR_ONLY:
+        if (p.startswith(("tests/", "course/")) or p == "pytest.ini") and not instructor_only(p):
             os.makedirs(os.path.dirname(os.path.join(work, p)), exist_ok=True)
             shutil.copy2(os.path.join(root, p), os.path.join(work, p))
 

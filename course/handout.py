@@ -17,8 +17,8 @@ import shutil
 
 from course import source
 from course.assignments import ASSIGNMENTS, PAPERS
-from course.kit import (MARKER, blanks_of, commit_of, copy_project, die, entries_of, get, handout_name,
-                        is_handout, later_than, number, read, write)
+from course.kit import (MARKER, blanks_of, commit_of, copy_project, count_tests, die, entries_of, get,
+                        handout_name, is_handout, later_than, number, read, write)
 
 try:                                          # "the whole suite takes ...": measured numbers, in the manifest
     from course.assignments import SUITE
@@ -136,8 +136,10 @@ def assignment_md(a, handout, commit):
                                             "skipped",
           "```", ""]
     if SUITE:
-        L += [f"The whole suite runs every test of the project ({SUITE['tests']} tests): {SUITE['time']}; "
-              f"your graded tests alone take {SUITE['graded_time']} ({SUITE['measured']}). Run your graded "
+        n = count_tests(handout)
+        L += [f"The whole suite runs every test of this handout ({n} tests, counted when it was made): "
+              f"{SUITE['time']}; your graded tests alone take {SUITE['graded_time']} ({SUITE['measured']}). "
+              "Run your graded "
               f"tests (`-m {a['name']}`, or one task: `-m {a['name']}_<task>`) while you work, and the whole "
               "suite once at the end.", ""]
     L += ["Your instructor may also run held-back tests.", "",

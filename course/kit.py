@@ -11,7 +11,7 @@ The layering (style guide §4, as otter-grader's cli.py does it):
   course/make.py                      the CLI: parses the command line, calls one command
   course/cmd_handout.py               list, make, restore
   course/cmd_grade.py                 grade
-  course/cmd_check.py                 check, steps (a)-(g)
+  course/cmd_check.py                 check, steps (a)-(h)
   course/kit.py, handout.py, source.py, assignments.py    shared: no command, no CLI
 """
 import json
@@ -28,11 +28,19 @@ from course.assignments import ASSIGNMENTS
 
 # the project this copy of course/ is in
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INSTRUCTOR_ONLY = ("course/mutations.py", "tests/test_course_kit.py")   # never copied into a handout
+# never copied into a handout: the wrong answers, the kit's own tests, and the tests that compare with the
+# official code (tests/reference/: a reference implementation or a library computing the answer)
+INSTRUCTOR_ONLY = ("course/mutations.py", "tests/test_course_kit.py", "tests/reference/")
 SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", "runs", "output", "data", ".venv"}
 SKIP_SUFFIXES = (".pyc", ".pt", ".pth")
+FIXTURES = "tests/fixtures/"        # stored inputs and expected outputs: .pt files that do ship
 MARKER = os.path.join("course", "handout.json")                        # a handout's "which assignment am I"
 EXTRA_DIR = "tests/_extra_tests"                                        # where grade puts held-back tests
+
+
+def instructor_only(path):
+    """True for a relative path (with /) that never goes into a handout."""
+    return any(path == p or (p.endswith("/") and path.startswith(p)) for p in INSTRUCTOR_ONLY)
 
 
 def die(msg):
@@ -128,7 +136,7 @@ def project_files(root):
     for p in paths:
         p = p.replace(os.sep, "/")
         top = p.split("/")[0]
-        if (set(p.split("/")[:-1]) & SKIP_DIRS or p.endswith(SKIP_SUFFIXES)
+        if (set(p.split("/")[:-1]) & SKIP_DIRS or (p.endswith(SKIP_SUFFIXES) and not p.startswith(FIXTURES))
                 or not os.path.isfile(os.path.join(root, p))
                 # a handout made in here
                 or ("/" in p and os.path.isfile(os.path.join(root, top, MARKER)))):
@@ -137,9 +145,9 @@ def project_files(root):
     return keep
 
 
-def copy_project(root, dest, exclude=INSTRUCTOR_ONLY):
+def copy_project(root, dest, exclude=instructor_only):
     for p in project_files(root):
-        if p in exclude or p == MARKER.replace(os.sep, "/"):
+        if exclude(p) or p == MARKER.replace(os.sep, "/"):
             continue
         os.makedirs(os.path.dirname(os.path.join(dest, p)), exist_ok=True)
         shutil.copy2(os.path.join(root, p), os.path.join(dest, p))
@@ -162,14 +170,17 @@ def clean_env(**extra):
     return env
 
 
-def run_pytest(cwd, args, log, *, timeout=1800, trace=None, extra=None):
+def run_pytest(cwd, args, log, *, timeout=1800, trace=None, extra=None, answers=None):
     """pytest in a subprocess (cwd = the project copy, so it imports that copy's code) -> (results, rc, cost).
     results: {node id: {"outcome", "message", "output", "exception", "duration"}} from
-    course/pytest_plugin.py; cost: {"wall", "cpu"} seconds."""
+    course/pytest_plugin.py; cost: {"wall", "cpu"} seconds. trace / answers: the instrumented reference's
+    records (which test reaches which blanked function; course/answers.py's candidates)."""
     report = log + ".json"
     env = clean_env(MIMLAB_COURSE_REPORT=report)
     if trace:
         env["MIMLAB_COURSE_TRACE"] = trace
+    if answers:
+        env["MIMLAB_COURSE_ANSWERS"] = answers
     if extra:
         env["MIMLAB_COURSE_EXTRA"] = extra
     # its own --basetemp: parallel runs (and other pytest sessions on the machine) never share tmp_path
@@ -206,6 +217,30 @@ def _kill_group(pid):
         os.killpg(pid, signal.SIGKILL)
     except OSError:                                             # it ended meanwhile
         pass
+
+
+_COUNTS = {}
+
+
+def count_tests(folder):
+    """How many tests pytest collects in `folder` (a handout: its own tests/), counted when asked (a handout's
+    ASSIGNMENT.md states it); the same test files give the same count, so it is computed once per content."""
+    import hashlib
+    digest = hashlib.sha256()
+    tests = os.path.join(folder, "tests")
+    for dirpath, dirnames, filenames in sorted(os.walk(tests)):
+        dirnames.sort()
+        for fn in sorted(f for f in filenames if f.endswith(".py")):
+            with open(os.path.join(dirpath, fn), "rb") as f:
+                digest.update(fn.encode() + f.read())
+    key = digest.hexdigest()
+    if key not in _COUNTS:
+        r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                           cwd=folder, env=clean_env(), capture_output=True, text=True, timeout=600)
+        found = [int(line.split()[0]) for line in r.stdout.splitlines()
+                 if line.split()[:1] and line.split()[0].isdigit() and " collected" in line]
+        _COUNTS[key] = found[-1] if found else None
+    return _COUNTS[key]
 
 
 def match(results, entry):

@@ -66,12 +66,18 @@ MUTATIONS = [
     ("mae", "mae.MaskedAutoencoder.forward_decoder",
      [("tokens = torch.gather(tokens, 1, index)", "pass")],
      "decoder tokens never unshuffled"),
+    ("mae", "mae.MaskedAutoencoder.forward_decoder",
+     [("x = x + self.decoder_pos_embed", "x = x")],
+     "decoder without its positions"),
     ("mae", "mae.MaskedAutoencoder.forward_encoder",
      [("x = self.encoder.embed_patches(imgs)", "x = self.encoder.patch_embed(imgs)"),
-      ("x_vis, mask, ids_restore = random_masking(x, mask_ratio)",
-       "x_vis, mask, ids_restore = random_masking(x, mask_ratio)\n"
-       "        x_vis = x_vis + self.encoder.pos_embed[:, 1:1 + x_vis.shape[1]]")],
+      ("x, mask, ids_restore = random_masking(x, mask_ratio)",
+       "x, mask, ids_restore = random_masking(x, mask_ratio)\n"
+       "        x = x + self.encoder.pos_embed[:, 1:1 + x.shape[1]]")],
      "positions added after the shuffle (to the wrong patches)"),
+    ("mae", "mae.MaskedAutoencoder.forward_encoder_with_mask_tokens",
+     [("forward_features(imgs, mask)", "forward_features(imgs)")],
+     "Table 1c's encoder sees the removed patches (no [M])"),
     # ---------------------------------------------------------------- maskdistill
     ("maskdistill", "maskdistill.maskdistill_loss",
      [("normalize_target(teacher(imgs), args.target_norm)",

@@ -8,7 +8,9 @@
   that function; graded tests fail as they are, with the TODO and its paper section in the message;
 - MIMLAB_COURSE_REPORT=path: one JSON of per-test outcomes for `course/make.py grade` / `check`;
 - MIMLAB_COURSE_TRACE=path: the current test's node id in MIMLAB_COURSE_TEST, read by the instrumented copy
-  that `check` makes (which tests reach which blanked function).
+  that `check` makes (which tests reach which blanked function);
+- MIMLAB_COURSE_ANSWERS=path: course/answers.py watches each test of that copy: does code outside the blanked
+  functions compute what one of them returns (check step h)?
 """
 import json
 import os
@@ -48,6 +50,9 @@ def graded_entry(nodeid):
 
 
 def pytest_configure(config):
+    if os.environ.get("MIMLAB_COURSE_ANSWERS"):           # before the test modules import their fixtures
+        from course import answers
+        answers.start(str(config.rootpath), os.environ["MIMLAB_COURSE_ANSWERS"])
     for a in ASSIGNMENTS:
         config.addinivalue_line("markers",
                                 f"{a['name']}: graded tests of the course assignment '{a['name']}'")
@@ -136,7 +141,16 @@ def pytest_runtest_protocol(item, nextitem):
     prev = threading.excepthook
     if HANDOUT:
         threading.excepthook = _thread_hook(prev, item.nodeid)
-    yield
+    recorder = None
+    if os.environ.get("MIMLAB_COURSE_ANSWERS"):
+        from course import answers
+        recorder = answers.RECORDER
+        recorder.start(item.nodeid)
+    try:
+        yield
+    finally:
+        if recorder is not None:
+            recorder.finish()
     threading.excepthook = prev
     os.environ.pop("MIMLAB_COURSE_TEST", None)
 

@@ -114,7 +114,7 @@ def restore(src, qualname, reference_src, where="?"):
 
 
 _HIT_HELPER = '''
-# course/ check: which test reaches which blanked function (instrumented copy only)
+# course/ check: which test reaches which blanked function, and what it returns (instrumented copy only)
 def _course_hit(name, _seen=set()):
     import os
     path, test = os.environ.get("MIMLAB_COURSE_TRACE"), os.environ.get("MIMLAB_COURSE_TEST", "")
@@ -123,11 +123,27 @@ def _course_hit(name, _seen=set()):
         with open(path, "a") as f:
             f.write(f"{test}\\t{name}\\n")
 
+
+def _course_watch(name):
+    import functools
+    import sys
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def _course_watch_wrapper(*args, **kwargs):
+            answers = sys.modules.get("course.answers")
+            if answers is None:
+                return fn(*args, **kwargs)
+            return answers.watch(name, fn, args, kwargs)
+        return _course_watch_wrapper
+    return deco
+
 '''
 
 
 def instrument(src, qualnames, module, where="?"):
-    """`src` with `_course_hit("module.qualname")` as the first statement of each listed function."""
+    """`src` with `_course_hit("module.qualname")` as the first statement of each listed function (which tests
+    reach it) and `@_course_watch("module.qualname")` as its outermost decorator (what it returns: check (h))."""
     tree = _parse(src, where)
     lines = src.splitlines(keepends=True)
     inserts = []
@@ -138,6 +154,9 @@ def instrument(src, qualnames, module, where="?"):
         at = min([stmts[0].lineno] + [d.lineno for d in getattr(stmts[0], "decorator_list", [])])
         indent = " " * stmts[0].col_offset
         inserts.append((at, f'{indent}_course_hit("{module}.{q}")\n'))
+        # outermost decorator: its answers for check (h) (course/answers.py)
+        top_def = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        inserts.append((top_def, f'{" " * node.col_offset}@_course_watch("{module}.{q}")\n'))
     # after the module docstring and any `from __future__` import
     top = 0
     for stmt in tree.body:

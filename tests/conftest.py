@@ -7,7 +7,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Two threads at most (tiny models), OMP_NUM_THREADS when set (course/make.py check runs two suites at once).
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 
 import json  # noqa: E402
 
@@ -40,16 +41,22 @@ def perturb_(module, std=0.02, seed=0):
     return module
 
 
+def tiny_open_clip(folder):
+    """A random-init open_clip model of TINY_CLIP_CFG (its config registered from `folder`), perturbed, eval."""
+    import open_clip
+    cfg_file = os.path.join(str(folder), f"{TINY_CLIP_NAME}.json")
+    with open(cfg_file, "w") as f:
+        f.write(json.dumps(TINY_CLIP_CFG))
+    open_clip.add_model_config(cfg_file)
+    torch.manual_seed(0)
+    return perturb_(open_clip.create_model(TINY_CLIP_NAME, pretrained=None)).eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory):
     """(open_clip model, path of its saved full state dict): a random tiny CLIP saved to a temp file."""
-    import open_clip
     d = tmp_path_factory.mktemp("tiny_clip")
-    cfg_file = d / f"{TINY_CLIP_NAME}.json"
-    cfg_file.write_text(json.dumps(TINY_CLIP_CFG))
-    open_clip.add_model_config(str(cfg_file))
-    torch.manual_seed(0)
-    model = perturb_(open_clip.create_model(TINY_CLIP_NAME, pretrained=None)).eval()
+    model = tiny_open_clip(d)
     path = d / "tiny_clip.pt"
     torch.save(model.state_dict(), path)
     return model, str(path)

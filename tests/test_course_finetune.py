@@ -1,6 +1,6 @@
 """Graded tests of the course assignment `finetune` that test_finetune.py / test_vit.py did not have: the
-pooled heads against timm's VisionTransformer, and the head initializations of MAE and FT-CLIP by their
-statistics."""
+pooled heads against timm's VisionTransformer (its outputs stored in tests/fixtures/finetune.pt), and the head
+initializations of MAE and FT-CLIP by their statistics."""
 import math
 
 import pytest
@@ -8,34 +8,30 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from expect import came, fill_, fixture
 from finetune import init_head
 from vit import create_model
+
+FINETUNE = fixture("finetune")
 
 
 @pytest.mark.parametrize("pool", ["token", "avg"])
 def test_token_and_avg_pooling_equal_timm(pool):
     vt = pytest.importorskip("timm.models.vision_transformer")
-    torch.manual_seed(0)
-    ref = vt.VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_classes=10,
-                               # avg: mean of patch tokens, then fc_norm (MAE)
-                               global_pool=pool).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in ref.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    ref = fill_(vt.VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_classes=10,
+                                     global_pool=pool), 71)   # avg: mean of the patch tokens, then fc_norm (MAE)
     ours = create_model("vit_test", global_pool=pool).eval()
     ours.load_state_dict(ref.state_dict(), strict=True)
-    x = torch.randn(2, 3, 32, 32)
+    f = FINETUNE[f"pool_{pool}"]                                  # timm's outputs for these weights and images
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(f["x_seed"]))
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-4, msg=lambda m: (
-            f"MAE App. A.1: global_pool '{pool}': expected timm's VisionTransformer logits ('avg': "
-            f"fc_norm(mean of the patch tokens), cls dropped)\n{m}"))
-        feats = ours.forward_features(x)
-        torch.testing.assert_close(ours.forward_head(feats, pre_logits=True),
-                                   ref.forward_head(ref.forward_features(x), pre_logits=True),
-                                   atol=1e-5, rtol=1e-4,
-                                   msg=lambda m: f"MAE App. A.1: global_pool '{pool}': expected timm's "
-                                                 f"pooled features (pre_logits)\n{m}")
+        logits, feats = ours(x), ours.forward_head(ours.forward_features(x), pre_logits=True)
+    torch.testing.assert_close(logits, f["logits"], atol=1e-5, rtol=1e-4, msg=lambda m: (
+        f"MAE App. A.1: global_pool '{pool}': expected timm's VisionTransformer logits ('avg': fc_norm(mean of "
+        f"the patch tokens), cls dropped); {came(logits, f['logits'])}\n{m}"))
+    torch.testing.assert_close(feats, f["pre_logits"], atol=1e-5, rtol=1e-4, msg=lambda m: (
+        f"MAE App. A.1: global_pool '{pool}': expected timm's pooled features (pre_logits); "
+        f"{came(feats, f['pre_logits'])}\n{m}"))
 
 
 def test_head_init_ftclip_and_mae():

@@ -4,6 +4,7 @@ import torch
 import torch.nn as nn
 
 from ema import ModelEma, unwrap
+from expect import brief, came
 
 
 class Net(nn.Module):
@@ -44,7 +45,7 @@ def test_decay_0_copies_the_model_exactly():
     _perturb(model, 1)
     ema.update(model)
     for (k, v), e in zip(model.state_dict().items(), ema.state_dict().values()):
-        assert torch.equal(v, e), f"FT-CLIP §2.1 EMA: decay 0: expected an exact copy, {k} differs"
+        assert torch.equal(v, e), f"FT-CLIP §2.1 EMA: decay 0: expected an exact copy; got {k}: {came(e, v)}"
 
 
 def test_decay_1_freezes_the_average():
@@ -55,24 +56,32 @@ def test_decay_1_freezes_the_average():
     for s in range(3):
         ema.update(_perturb(model, s))
     for k, p in ema.module.named_parameters():
-        assert torch.equal(p, before[k]), f"FT-CLIP §2.1 EMA: decay 1: expected no change, {k} moved"
+        assert torch.equal(p, before[k]), f"FT-CLIP §2.1 EMA: decay 1: expected no change; got {k}: {came(p, before[k])}"
+
+
+def _set_(model, value):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(value)
+    return model
 
 
 def test_one_step_equals_the_formula_for_every_parameter_and_copies_buffers():
-    torch.manual_seed(0)
-    model = Net()
-    ema = ModelEma(model, decay=0.9998)
-    old = {k: v.clone() for k, v in ema.module.named_parameters()}
-    _perturb(model, 1)
+    model = _set_(Net(), 1.0)
+    ema = ModelEma(model, decay=0.75)
+    _set_(model, 3.0)
+    model.bn.running_mean.fill_(2.5)                                   # a buffer that changed too
+    model.bn.num_batches_tracked += 7
     ema.update(model)
-    for k, p in model.named_parameters():
-        expected = 0.9998 * old[k] + (1 - 0.9998) * p.detach()        # FT-CLIP §2.1, hand-computed
-        torch.testing.assert_close(ema.module.get_parameter(k), expected, rtol=1e-6, atol=1e-7,
-                                   msg=lambda m: f"FT-CLIP §2.1 EMA: {k}: expected "
-                                                 f"0.9998 x average + 0.0002 x parameter\n{m}")
+    for k, p in ema.module.named_parameters():
+        # hand-computed: 0.75 x 1 + 0.25 x 3 = 1.5 (the average moves a quarter of the way)
+        assert torch.allclose(p, torch.full_like(p, 1.5)), (
+            f"FT-CLIP §2.1 EMA: {k}: average 1, parameter 3, decay 0.75: expected 0.75 x 1 + 0.25 x 3 = 1.5 "
+            f"everywhere; got {brief(p)}")
     # buffers: copied, not averaged
     assert torch.equal(ema.module.bn.running_mean, model.bn.running_mean), (
-        "FT-CLIP §2.1 EMA: expected the buffers (BatchNorm running_mean) copied from the model, not averaged")
+        "FT-CLIP §2.1 EMA: expected the buffers (BatchNorm running_mean) copied from the model (2.5), not "
+        f"averaged; got {brief(ema.module.bn.running_mean)}")
     assert ema.module.bn.num_batches_tracked.item() == model.bn.num_batches_tracked.item() == 7, (
         "FT-CLIP §2.1 EMA: expected num_batches_tracked copied (7), got "
         f"{ema.module.bn.num_batches_tracked.item()}")
@@ -91,17 +100,24 @@ def test_the_average_is_an_fp32_eval_copy_sharing_no_storage():
 
 
 def test_parameters_are_matched_by_name_not_position():
-    torch.manual_seed(0)
     model = Net()
+    with torch.no_grad():                                              # the average: a = 1, b = 5
+        for name, p in model.named_parameters():
+            p.fill_(1.0 if name.startswith("a.") else 5.0 if name.startswith("b.") else 0.0)
     ema = ModelEma(model, decay=0.5)
-    other = Reordered()
-    other.load_state_dict(_perturb(Net(), 3).state_dict())       # same values per name, other registration order
-    assert [n for n, _ in other.named_parameters()][0] == "b.weight", "the premise: another parameter order"
-    old_a = ema.module.a.weight.clone()
+    other = Reordered()                                                # live: a = 3, b = 7, registered b first
+    with torch.no_grad():
+        for name, p in other.named_parameters():
+            p.fill_(3.0 if name.startswith("a.") else 7.0 if name.startswith("b.") else 0.0)
+    first = [n for n, _ in other.named_parameters()][0]
+    assert first == "b.weight", f"FT-CLIP §2.1 EMA (the premise): expected b.weight registered first, got {first}"
     ema.update(other)
-    torch.testing.assert_close(ema.module.a.weight, 0.5 * old_a + 0.5 * other.a.weight.detach(),
-                               msg=lambda m: "FT-CLIP §2.1 EMA: expected parameters matched BY NAME (a.weight "
-                                             f"with a.weight), not by position\n{m}")
+    # hand-computed: a = (1 + 3) / 2 = 2 and b = (5 + 7) / 2 = 6; pairing by position would give a (1 + 7) / 2 = 4
+    for name, want in [("a.weight", 2.0), ("b.weight", 6.0)]:
+        p = ema.module.get_parameter(name)
+        assert torch.allclose(p, torch.full_like(p, want)), (
+            f"FT-CLIP §2.1 EMA: expected parameters matched BY NAME ({name} with {name}), not by position: "
+            f"{name} = {want} everywhere; got {brief(p)}")
 
 
 def test_state_dict_round_trip():
@@ -129,7 +145,7 @@ def test_ddp_and_compile_wrappers_are_unwrapped():
     compiled = torch.compile(model)                               # an OptimizedModule; nothing compiles until called
     assert unwrap(compiled) is model and unwrap(Wrapper(compiled)) is model, (
         "FT-CLIP §2.1 EMA: expected unwrap to return the plain model under torch.compile and DDP-like "
-        "wrappers")
+        f"wrappers; got {type(unwrap(compiled)).__name__}, {type(unwrap(Wrapper(compiled))).__name__}")
     ema = ModelEma(Wrapper(compiled), decay=0.0)
     assert set(ema.state_dict()) == set(model.state_dict()), (   # no "module." / "_orig_mod." prefixes
         f"FT-CLIP §2.1 EMA: expected the plain model's names, got {sorted(ema.state_dict())[:4]}")
@@ -137,7 +153,7 @@ def test_ddp_and_compile_wrappers_are_unwrapped():
     ema.update(Wrapper(compiled))
     assert torch.equal(ema.module.b.weight, model.b.weight), (
         "FT-CLIP §2.1 EMA: decay 0 through a DDP / compile wrapper: expected the unwrapped model's weights "
-        "copied")
+        f"copied; {came(ema.module.b.weight, model.b.weight)}")
 
 
 def test_decay_for_batch_keeps_the_horizon_in_images():

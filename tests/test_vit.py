@@ -1,5 +1,5 @@
 """vit.py is proven equal to real reference code (open_clip, timm) and to the papers' formulas."""
-import math
+import copy
 import subprocess
 import sys
 
@@ -7,8 +7,11 @@ import pytest
 import torch
 
 import weights
+from expect import came, fill_, fixture
 from vit import PRESETS, RelativePositionBias, ViTConfig, count_params_and_flops, create_model, drop_path, sincos_pos_embed_2d
 from weights import clip_to_vit_state_dict, load_clip_state_dict, load_pretrained, resize_pos_embed
+
+VIT = fixture("vit")       # the reference code's outputs (tests/reference/fixtures.py)
 
 
 def test_sdpa_equals_written_out_attention_with_and_without_rel_pos_bias():
@@ -28,35 +31,31 @@ def test_sdpa_equals_written_out_attention_with_and_without_rel_pos_bias():
 
 def test_timm_vit_base_state_dict_loads_strictly_and_gives_same_logits():
     timm = pytest.importorskip("timm")
-    torch.manual_seed(0)
-    ref = timm.create_model("vit_base_patch16_224", pretrained=False).eval()
+    ref = fill_(timm.create_model("vit_base_patch16_224", pretrained=False), 41)
     ours = create_model("vit_base_patch16").eval()
     ours.load_state_dict(ref.state_dict(), strict=True)          # same names, same shapes, nothing missing
-    x = torch.randn(2, 3, 224, 224)
+    f = VIT["vit_base"]                                           # timm's logits for these weights and images
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=1e-4, msg=lambda m: (
-            f"ViT §3.1: expected timm's vit_base_patch16_224 logits from the same weights\n{m}"))
+        got = ours(torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(f["x_seed"])))
+    torch.testing.assert_close(got, f["logits"], atol=1e-4, rtol=1e-4, msg=lambda m: (
+        f"ViT §3.1: expected timm's vit_base_patch16_224 logits from the same weights; {came(got, f['logits'])}"
+        f"\n{m}"))
 
 
 def _compare_clip(clip_model, name, img_size):
+    """Our tower with open_clip's weights (filled from the fixture's seed) against open_clip's own outputs."""
+    f = VIT[name]
+    visual = fill_(copy.deepcopy(clip_model.visual), f["w_seed"])
     ours = create_model(name).eval()
-    load_clip_state_dict(ours, clip_model.state_dict())           # full model: text tower ignored
-    x = torch.randn(2, 3, img_size, img_size, generator=torch.Generator().manual_seed(1))
-    clip_model.visual.output_tokens = True
-    try:
-        with torch.no_grad():
-            pooled_ref, tokens_ref = clip_model.visual(x)         # tokens: after ln_post, not projected
-            tokens = ours.forward_features(x)                     # (B, 1+N, D) after the final norm
-            pooled = ours(x)                                      # num_classes=0: cls @ proj
-    finally:
-        clip_model.visual.output_tokens = False
-    err = (tokens[:, 1:] - tokens_ref).abs().max()
-    assert err <= 1e-4, f"ViT §3.1: {name}: expected open_clip's patch tokens (ln_post), max |diff| {err:.3g}"
-    err = (pooled - pooled_ref).abs().max()
-    assert err <= 1e-4, f"ViT §3.1: {name}: expected open_clip's pooled cls @ proj, max |diff| {err:.3g}"
-    with torch.no_grad():                                         # and the full CLIP image embedding
-        err = (pooled - clip_model.encode_image(x)).abs().max()
-        assert err <= 1e-4, f"ViT §3.1: {name}: expected open_clip's encode_image, max |diff| {err:.3g}"
+    load_clip_state_dict(ours, visual.state_dict())
+    x = torch.rand(2, 3, img_size, img_size, generator=torch.Generator().manual_seed(f["x_seed"]))
+    with torch.no_grad():
+        tokens = ours.forward_features(x)[:, 1:][:, f["token_ids"]]      # (B, N, D) after the final norm
+        pooled = ours(x)                                               # num_classes=0: cls @ proj
+    torch.testing.assert_close(tokens, f["tokens"], atol=1e-4, rtol=1e-4, msg=lambda m: (
+        f"ViT §3.1: {name}: expected open_clip's patch tokens (after ln_post); {came(tokens, f['tokens'])}\n{m}"))
+    torch.testing.assert_close(pooled, f["pooled"], atol=1e-4, rtol=1e-4, msg=lambda m: (
+        f"ViT §3.1: {name}: expected open_clip's image embedding (cls @ proj); {came(pooled, f['pooled'])}\n{m}"))
 
 
 def test_clip_b16_reproduces_open_clip_vit_b16_quickgelu(openclip_b16):
@@ -98,19 +97,24 @@ def test_ftclip_head_drops_ln_post_and_proj_and_pools_ln_then_mean(tiny_clip):
     dropped = load_clip_state_dict(ft, tiny_clip[0].state_dict())
     assert sorted(dropped) == ["norm.bias", "norm.weight", "proj.weight"], (
         f"FT-CLIP §2.1: expected ln_post and proj dropped, got {sorted(dropped)}")
-    with torch.no_grad():
-        ft.fc_norm.weight.normal_(); ft.fc_norm.bias.normal_()
-        x = torch.randn(2, 3, 32, 32)
-        tokens = ft.forward_features(x)
-        feat = ft.fc_norm(tokens[:, 1:]).mean(1)                  # LN on each patch token, then mean
-        torch.testing.assert_close(ft(x), ft.head(feat), msg=lambda m: (
-            "FT-CLIP §2.1: 'ln_avg': expected head(mean over patches of fc_norm(each patch token)), cls "
-            f"dropped\n{m}"))
-        mae = create_model("vit_test", global_pool="avg")          # MAE: mean first, then LN
-        mae.fc_norm.weight.normal_()
-        t = mae.forward_features(x)
-        torch.testing.assert_close(mae(x), mae.head(mae.fc_norm(t[:, 1:].mean(1))), msg=lambda m: (
-            f"MAE App. A.1: 'avg': expected head(fc_norm(mean of the patch tokens)), cls dropped\n{m}"))
+    # by hand (fc_norm without affine, eps 1e-6): cls [9, 9, 9, 9] (dropped), patches [1, 2, 3, 4], [2, 2, 2, 6]
+    x = torch.tensor([[[9.0, 9.0, 9.0, 9.0], [1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 6.0]]])
+    want = {"ln_avg": [-0.9594952, -0.5122818, -0.0650684, 1.5368454],   # FT-CLIP: mean of LN(patch 1), LN(patch 2)
+            "avg": [-0.9284764, -0.5570859, -0.1856953, 1.6712576]}      # MAE: LN([1.5, 2, 2.5, 5])
+    for pool, who in (("ln_avg", "FT-CLIP §2.1"), ("avg", "MAE App. A.1")):
+        m = create_model("vit_test", embed_dim=4, num_heads=1, global_pool=pool)
+        with torch.no_grad():
+            got = m.pool_patches(x)
+        assert torch.allclose(got, torch.tensor([want[pool]]), atol=1e-6), (
+            f"{who}: global_pool '{pool}' of a hand-made (1, 1 + 2, 4) input: expected {want[pool]} "
+            f"({'fc_norm on each patch token, then the mean' if pool == 'ln_avg' else 'the mean, then fc_norm'}, "
+            f"cls dropped); {came(got, torch.tensor([want[pool]]))}")
+    with torch.no_grad():                                         # and the head sits on the pooled feature
+        x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        feats = ft.pool_patches(ft.forward_features(x))
+        assert torch.allclose(ft(x), ft.head(feats), atol=1e-6), (
+            "FT-CLIP §2.1: expected the logits to be head(pool_patches(forward_features(x))); "
+            f"{came(ft(x), ft.head(feats))}")
 
 
 def test_clip_at_another_resolution_resizes_positions_like_timm(tiny_clip):
@@ -173,21 +177,20 @@ def test_sincos_matches_mae_formula_hand_computed():
         f"{pe[0].tolist()}")
     assert torch.equal(pe[1], torch.tensor([0.0] * 4 + [1.0] * 4 + [0.0] * 4 + [1.0] * 4)), (   # patch (0,0)
         f"MAE App. A.1: patch (0, 0): expected [sin 0]*4 + [cos 0]*4 twice, got {pe[1].tolist()}")
-    # token t = i*G + j = 1 + (1*3 + 2): row i=1, column j=2; omega_k = 10000^(-k/4)
+    # token 1 + (1*3 + 2): row i = 1, column j = 2; w_k = 10000^(-k/4) = 1, 0.1, 0.01, 0.001; by hand:
+    # [sin(2 w), cos(2 w)] of the column, then [sin(1 w), cos(1 w)] of the row
+    want = torch.tensor([0.9092974, 0.1986693, 0.0199987, 0.0020000, -0.4161468, 0.9800666, 0.9998000, 0.9999980,
+                         0.8414710, 0.0998334, 0.0099998, 0.0010000, 0.5403023, 0.9950042, 0.9999500, 0.9999995])
     t = pe[1 + 1 * G + 2]
-    for k in range(4):
-        w = 10000 ** (-k / 4)
-        for c, want, what in [(k, math.sin(2 * w), "sin of column j=2"),
-                              (4 + k, math.cos(2 * w), "cos of column j=2"),
-                              (8 + k, math.sin(1 * w), "sin of row i=1"),
-                              (12 + k, math.cos(1 * w), "cos of row i=1")]:
-            assert math.isclose(t[c], want, abs_tol=1e-6), (   # first half: column j, second half: row i
-                f"MAE App. A.1: patch (row 1, column 2), channel {c}: expected {want:.6f} ({what}, w_{k}), "
-                f"got {t[c]:.6f}")
+    assert torch.allclose(t, want, atol=1e-6), (                   # first half: column j, second half: row i
+        f"MAE App. A.1: patch (row 1, column 2): expected [sin(2 w), cos(2 w), sin(w), cos(w)], w = 10000^(-k/4): "
+        f"{came(t, want)}")
     m = create_model("vit_test", pos_embed="sincos")
     frozen_table = not m.pos_embed.requires_grad
-    assert frozen_table and torch.equal(m.pos_embed.data[0], sincos_pos_embed_2d(64, 4, 4)), (
-        "MAE App. A.1: expected ViT(pos_embed='sincos') to hold sincos_pos_embed_2d(64, 4, 4), frozen")
+    table = sincos_pos_embed_2d(64, 4, 4)
+    assert frozen_table and torch.equal(m.pos_embed.data[0], table), (
+        "MAE App. A.1: expected ViT(pos_embed='sincos') to hold sincos_pos_embed_2d(64, 4, 4), frozen; got "
+        f"requires_grad {not frozen_table}, {came(m.pos_embed.data[0], table)}")
 
 
 def test_mask_token_all_false_equals_no_mask_and_masking_changes_output():
@@ -230,9 +233,10 @@ def test_qv_bias_equals_qkv_bias_with_zero_k_bias():
         sd[f"blocks.{i}.attn.qkv.bias"] = torch.cat([blk.attn.q_bias, torch.randn(64), blk.attn.v_bias])  # any k bias
     plain.load_state_dict(sd)
     x = torch.randn(2, 3, 32, 32)
-    torch.testing.assert_close(beit(x), plain(x), atol=1e-5, rtol=1e-5, msg=lambda m: (
+    got, want = beit(x), plain(x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=lambda m: (
         "BEiT q/v bias: expected the same logits as a qkv bias (q_bias, any k bias, v_bias): the k bias is "
-        f"0\n{m}"))
+        f"0; {came(got, want)}\n{m}"))
 
 
 def test_drop_path_identity_in_eval_and_unbiased_in_train():
@@ -377,19 +381,3 @@ def test_load_pretrained_resizes_rel_pos_tables_to_a_new_grid():
                                     "interpolation on geometric coordinates)")
 
 
-@pytest.mark.parametrize("shared", [False, True])
-def test_rpe_vit_equals_timm_beit_with_the_same_weights(shared):
-    """timm's Beit (a port of BEiT's modeling_finetune.py): per-block tables (use_rel_pos_bias, BEiT v2 fine-tuning) or
-    one shared table; the same names and shapes (timm's beitv2_base_patch16_224 too), and the same logits."""
-    Beit = pytest.importorskip("timm.models.beit").Beit
-    torch.manual_seed(0)
-    ref = Beit(img_size=32, patch_size=8, num_classes=10, embed_dim=64, depth=2, num_heads=2, init_values=0.1,
-               use_abs_pos_emb=False, use_rel_pos_bias=not shared, use_shared_rel_pos_bias=shared, head_init_scale=1.0).eval()
-    _with_random_rpe(ref)
-    ours = create_model("vit_test", rel_pos_bias=True, shared_rel_pos_bias=shared, qv_bias=True, layer_scale=0.1,
-                        pos_embed="none", global_pool="avg").eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(ours.forward_features(x), ref.forward_features(x), atol=1e-5, rtol=1e-5)   # all tokens
-        torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
