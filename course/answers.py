@@ -15,7 +15,8 @@ for each test):
   leak, unless it derives from F's output (taint: an operation with an input computed from F's output carries
   F), F gave back one of its inputs (or what an earlier function it is fed from was given, as
   unpatchify(patchify(x)) = x), or the answer is trivial (empty, constant, 0 / 1 / -1). Values from a file
-  (torch.load) or a literal table (torch.tensor([...])) are stored, not computed: a fixture is allowed.
+  (torch.load) or a literal table (torch.tensor([...])) are stored, not computed: a fixture is allowed; an
+  attribute read and new memory (torch.empty) compute nothing.
 
 Each candidate is one JSON line: the test, the function, where (file:line and the operation), which blanked
 functions were running then (`inside`: in a handout that stubs one of them, that code does not run) and the
@@ -45,6 +46,9 @@ _STORED_FACTORIES = {"tensor", "as_tensor", "from_numpy"}    # a literal table o
 _MOVES = {"__getitem__", "__get__", "view", "reshape", "expand", "expand_as", "clone", "detach", "to",
           "float", "double", "contiguous", "permute", "transpose", "squeeze", "unsqueeze", "flatten",
           "cpu", "bool", "long", "int"}
+# operations that compute no value: an attribute read (a weight's .data, .grad) and new memory (torch.empty
+# holds whatever a freed tensor left there, a freed answer too)
+_NOT_COMPUTED = {"__get__", "empty", "empty_like", "new_empty", "empty_strided"}
 MAX_ANSWERS = 64            # per function and test: enough to see a test's own calls, bounded in training loops
 MAX_SHIPPED = 20000         # per test
 MAX_PER_LINE = 8            # per line of code (and line inside a library) and test: loops repeat lines
@@ -230,7 +234,8 @@ class Recorder(TorchFunctionMode):
             for t in outs:
                 self._mark(t, taint, stored)
             moved = taint and name in _MOVES          # another function's output, only moved around
-            if ins and not stored and not moved and outs and len(self.shipped) < MAX_SHIPPED:
+            if (ins and not stored and not moved and outs and name not in _NOT_COMPUTED
+                    and len(self.shipped) < MAX_SHIPPED):
                 where, inner = self._caller()
                 key = (where, inner)                # a library's forward pass: one key per line of it
                 if where is not None and self.per_line.get(key, 0) < MAX_PER_LINE:

@@ -281,7 +281,8 @@ def test_toy_check_passes_then_names_each_defect(tmp_path):
 
 def test_answer_detector_tells_a_recomputation_from_a_use(tmp_path):
     """course/answers.py (check step h): a tensor computed again outside the function is a candidate; one
-    derived from the function's output, one the function was given back, or a stored table is not."""
+    derived from the function's output, one the function was given back, a stored table or an attribute read
+    is not."""
     import torch
 
     from course import answers
@@ -298,9 +299,13 @@ def test_answer_detector_tells_a_recomputation_from_a_use(tmp_path):
         stored = torch.tensor([[2.0, 4.0, 6.0], [8.0, 10.0, 12.0]])   # a literal table: fine
         again = x + x                                 # the answer computed again: a candidate
         same = rec.call("toy.same", lambda t: t.clone(), (x,), {})    # gave its input back: no answer
+        # reading an attribute computes nothing (a new weight's .data holds whatever memory it was given, a
+        # freed answer's values too): not a candidate
+        read = torch.nn.Parameter(again).data
     finally:
         rec.finish()
     assert torch.equal(used, again) and torch.equal(stored, again) and torch.equal(same, x)
+    assert torch.equal(read, again)
     lines = [json.loads(line) for line in open(tmp_path / "a.jsonl")]
     assert [(c["fn"], c["where"].split(" ")[1]) for c in lines] == [("toy.double", "(add)")], lines
     assert lines[0]["where"].startswith("tests/test_course_kit.py:") and lines[0]["inside"] == []
