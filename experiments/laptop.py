@@ -1,8 +1,9 @@
-"""The papers' claims in miniature on a laptop CPU: each with 3 seeds and a verdict computed from the numbers.
+"""The papers' claims in miniature on a laptop CPU: each with 3 seeds (5 for an unstable row) and a verdict computed
+from the numbers: reproduces, contradicts or inconclusive, beside the smallest effect the run could detect.
 
 Everything runs through the concept files' own entry points (mae.main, maskdistill.main, finetune.main: the
 code of the command lines) with the `_mini` presets. Pre-registered design (written before the full run that
-results.json holds; README: "The design"):
+results.json holds; experiments/README.md, "The design"; its probes in experiments/probes_2026-12-06.jsonl):
 
 Data. `atoms` (data.py): 10 classes of contour families at any rotation, size, position and colour over dead
 leaves, partly occluded; 32 px. Pre-training sees its 10,000 train images without labels. Every evaluation uses
@@ -12,49 +13,48 @@ the labels. The teacher (studies 3-5) is a vit_mini trained with labels on `atom
 10 *other* contour families (the other half of the checkerboard of lobe counts x profiles); it has never seen
 an `atoms` image or label, as CLIP never saw ImageNet's labels (README says exactly what it saw).
 
-Run 6 changed run 5's: the LP's lr and crops, study 4's layer decay (0.75 -> FT-CLIP's 0.6) and
-4a's factor (x4 -> x8: x4 gave 55.7 / 35.1 / 50.4, unstable); chosen by probes on run 5's encoders
-(experiments/probes_2026-12-05.jsonl), everything else as run 5.
-Run 7 (this design) changes run 6's in one thing: study 3 pre-trains both arms 4 epochs, not 2 (probes on run
-6's teacher: at 3 epochs MaskDistill's seeds spread 37.6-51.6, at 4 they fine-tune to 54.5-56.4 vs pixels'
-41.5-41.9). Runs whose curve no claim reads evaluate once, and each worker draws the built-in data once: the
-same numbers, in the time the longer study 3 needs.
-
 Metrics. FT: the vit_mini recipe (AdamW, layer decay 0.75, mean pool + fc_norm, smoothing 0.1, crops 80-100%,
 no RandAug / mixup) on the 200 labels, batch 32, blr 8e-3, 40 epochs (30 for study 4's strong encoder); val
-top-1 at the last epoch, and at epoch 20 for "fine-tuning is faster" (evaluated at epochs 20 and 40). LP: MAE's
-linear probe (App. A.1: frozen encoder, BatchNorm without affine + linear on the cls token, LARS;
-vit_mini_linprobe) on the 200 labels, crops 80-100%, batch 64, 40 epochs = 120 steps, blr 400, evaluated at the
-end. LARS moves a weight matrix by lr x 0.001 of its norm per step: MAE's probe takes ~7,000 steps at lr 6.4,
-ours 120, so its lr is set for 120 steps (run 5's blr 1.0 left the head where it started: train loss 2.30 ->
-2.27, val 10-11%). kNN: k 20 on frozen mean-pooled features, the 200 labels as the bank (as DINO's).
+top-1 at the last epoch (and at epoch 20 for 1c). LP: MAE's linear probe (App. A.1: frozen encoder, BatchNorm
+without affine + linear on the cls token, LARS; vit_mini_linprobe) on the 200 labels, crops 80-100%, batch 64,
+40 epochs = 120 steps, blr 400 (LARS moves a weight by lr x 0.001 of its norm per step: MAE's probe takes ~7,000
+steps at lr 6.4, ours 120). No kNN: on `atoms` it read 10-13% for every encoder (chance 10%).
 The teacher: 4 epochs with the pool's labels from MAE's step-0 init (seed 0), batch 64, blr 4e-3, cls token.
 
-  1a  MAE (mask 0.75, 8 epochs) vs MAE's own encoder at step 0 (same network, init and positions; nothing
-      learned), both fine-tuned: FT top-1 (MAE §4). 1b the same two on frozen features: LP (MAE Table 1, LIN).
-      1c (new): FT top-1 after 20 of the 40 epochs (MAE makes fine-tuning faster).
-  2   mask 0.75 (8 epochs) vs 0.25 at equal pre-training time (5 epochs, rounded up in its favour): kNN
-      (MAE Fig. 5's frozen-feature panel).
+  1a  MAE (mask 0.75) vs MAE's own encoder at step 0 (same network, init and positions; nothing learned), both
+      fine-tuned: FT (MAE §4). 1b the same two by LP (MAE Table 1, LIN). 1c (new): FT after 20 of 40 epochs.
+      One MAE run per seed serves studies 1, 2 and 3: 4 epochs x 10,000 images at MaskDistill's batch (64) and
+      warmup (0.5 epoch), so that study 3 compares it with MaskDistill at the same budget.
+  2   mask 0.75 vs 0.25 at equal pre-training time (0.25 encodes 3x the tokens and its step costs ~1.9x, so it
+      gets 3 epochs to 0.75's 4: 2.1 rounded up in its favour): LP, as MAE Fig. 5 whose large effect is in its
+      linear-probe panel (its fine-tuning panel is flat from 40 to 80%).
   3   MaskDistill from the teacher vs MAE's pixel target, same student size, images, epochs (4 x 10,000) and
       batch: 3a FT, 3b LP (MaskDistill Table 6: the teacher decides).
-  4   FT-CLIP's recipe on the strong encoder (the teacher), layer decay 0.6 (FT-CLIP Table 10, B/16): 4a blr
-      8e-3 vs x8 (Table 2 spans 50x), 4b EMA vs raw weights (Table 3; the same runs), 4c layer decay 0.6 vs 1.0
-      (Tables 4-5), 4d no mixup vs mixup 0.8 + cutmix 1.0 (Table 6): FT top-1.
+  4   FT-CLIP's recipe on the strong encoder (the teacher): layer decay 0.6 and warmup 20% of the epochs
+      (FT-CLIP Table 10, B/16: 10 of 50; here 6 of 30). 4a blr 8e-3 vs x 8 (Table 2 spans 50x), the large lr
+      with 5 seeds: with a 1-epoch warmup it landed anywhere in 32-56% (bimodal over seeds and CPUs), with
+      FT-CLIP's warmup in 55.6-60.4; 4b EMA vs raw weights (Table 3; the same runs); 4c layer decay 0.6 vs 1.0
+      (Tables 4-5); 4d no mixup vs mixup 0.8 + cutmix 1.0 (Table 6): FT.
   5   MaskDistill's Smooth-l1 + LayerNorm target vs MSE / cosine without norm (Table 8) and vs Smooth-l1
-      without LN, from the teacher's raw last-block tokens, 1 epoch x 4,000 images: kNN.
+      without LN: a variant in the mode's `md5` is distilled at study 3's budget and fine-tuned (its default row
+      is study 3's MaskDistill); the others are not measured (a student that has learned something costs 5.3
+      CPU-minutes: a row of 3 seeds with its fine-tunings 18.6, which the 40 minutes do not hold), and the
+      results say so, beside the effect a row could detect (3 x the std of the default row).
   Mechanisms (measured, never verdicts): MAE's speed-up of the visible-only encoder (the time ratio, Table 2),
   and how much of the target's energy, Smooth-l1 loss and gradient the 5% largest-variance channels carry with
   and without LayerNorm (why Eq. 3 normalizes).
 
-Verdict: effect = treatment mean - baseline mean (points); "reproduces" only when both rows have >= 3 seeds and
-effect >= 3 x the pooled seed std (computed here); each claim is oriented so that the paper says effect > 0.
-Outputs in --out DIR: results.json (every seed's number, the verdicts, the mechanisms), results.md (with each
-claim's published effect beside the effect the rule needs: noise_floor), curves.png, bars.png. Jobs run on 2
-worker processes of one thread each (a job starts when its inputs exist).
+Verdicts (each claim oriented so that the paper says effect > 0): effect = treatment mean - baseline mean,
+std = the two rows' pooled seed std, both rows >= 3 seeds. "reproduces": effect >= 3 x std; "contradicts":
+effect <= -3 x std; "inconclusive" otherwise. Beside each, the smallest effect this run could detect (3 x std)
+and the paper's own effect. Outputs in --out DIR: results.json (every seed's number, the verdicts, the machine,
+the mechanisms, each job's seconds), results.md, curves.png, bars.png. Jobs run on 2 worker processes of one
+thread each (a job starts when its inputs exist).
 
-Run:  python experiments/laptop.py                      # the full study, 3 seeds (-> experiments/)
+Run:  python experiments/laptop.py                      # the full study (-> experiments/), <= 40 min on 2 cores
       python experiments/laptop.py --quick --out /tmp/q # fewer images and epochs, 1 seed: the pipeline (< 5 min)
       python experiments/laptop.py --toy --out /tmp/t   # test-sized models (seconds); what the test runs
+      python experiments/laptop.py --readme experiments/README.md   # its results block from results.json
 Runs (checkpoints, metrics.jsonl) land in --runs_dir (default runs/laptop/<mode>, emptied first).
 """
 import argparse
@@ -69,6 +69,7 @@ import re
 import shutil
 import statistics
 import sys
+import textwrap
 import time
 from argparse import Namespace
 from dataclasses import replace
@@ -85,28 +86,31 @@ import finetune  # noqa: E402
 import mae  # noqa: E402
 import maskdistill  # noqa: E402
 import synthetic  # noqa: E402
-from weights import encoder_vit  # noqa: E402
 
-# pre_epochs: MAE 0.75 on num_train images (studies 1, 2); r25_epochs: mask 0.25 at equal time (study 2);
-# teacher_epochs: supervised on `pool`; md_epochs: MaskDistill and the MAE pixel baseline (study 3), md5_epochs x
-# md5_train: study 5's four variants; ft_epochs (ft_short: "faster") and lp_epochs on `fraction` of the labels.
+# pre_epochs: MAE 0.75 (studies 1-3) and MaskDistill (studies 3, 5), at MaskDistill's batch and warmup; r25_epochs:
+# mask 0.25 at equal time (study 2); teacher_epochs: supervised on `pool`; md5: the study-5 variants distilled (the
+# others are not measured); ft_epochs (ft_short: "faster") and lp_epochs on `fraction` of the labels; study 4:
+# ft4_epochs, layer decay ft4_ld, warmup ft4_warmup x ft4_epochs, the large lr ft4_lr_x x ft_blr; seeds for every
+# row, seeds_lr for the unstable large-lr row (4a).
 MODES = {
     "full": dict(data="atoms", pool="atoms_pool", mae="mae_vit_mini", vit="vit_mini", lp="vit_mini_linprobe",
                  md="maskdistill_vit_mini", md_extra=[], num_train=10000, num_val=5000, fraction=0.02,
-                 pre_epochs=8, r25_epochs=5, teacher_epochs=4, md_epochs=4, md5_epochs=1, md5_train=4000,
-                 ft_epochs=40, ft4_epochs=30, ft_short=20, eval_every=20, ft_batch=32, ft_blr=8e-3, lp_epochs=40,
-                 lp_blr=400.0, lp_batch=64, ft4_ld=0.6, ft4_lr_x=8, teacher_blr=4e-3, knn_k=20, seeds=[0, 1, 2]),
+                 pre_epochs=4, r25_epochs=3, teacher_epochs=4, md5=[], ft_epochs=40, ft4_epochs=30, ft_short=20,
+                 eval_every=20, ft_batch=32, ft_blr=8e-3, lp_epochs=40, lp_blr=400.0, lp_batch=64, ft4_ld=0.6,
+                 ft4_warmup=0.2, ft4_lr_x=8, teacher_blr=4e-3, seeds=[0, 1, 2], seeds_lr=[0, 1, 2, 3, 4]),
     "quick": dict(data="atoms", pool="atoms_pool", mae="mae_vit_mini", vit="vit_mini", lp="vit_mini_linprobe",
                   md="maskdistill_vit_mini", md_extra=[], num_train=1000, num_val=500, fraction=0.1,
-                  pre_epochs=1, r25_epochs=1, teacher_epochs=1, md_epochs=1, md5_epochs=1, md5_train=500,
-                  ft_epochs=4, ft4_epochs=2, ft_short=2, eval_every=2, ft_batch=32, ft_blr=8e-3, lp_epochs=4,
-                  lp_blr=400.0, lp_batch=64, ft4_ld=0.6, ft4_lr_x=8, teacher_blr=4e-3, knn_k=20, seeds=[0]),
-    # the test's: vit_test-sized models, a few dozen images, 3 seeds: it checks the plumbing, not the claims
+                  pre_epochs=1, r25_epochs=1, teacher_epochs=1, md5=[], ft_epochs=4, ft4_epochs=2, ft_short=2,
+                  eval_every=2, ft_batch=32, ft_blr=8e-3, lp_epochs=4, lp_blr=400.0, lp_batch=64, ft4_ld=0.6,
+                  ft4_warmup=0.2, ft4_lr_x=8, teacher_blr=4e-3, seeds=[0], seeds_lr=[0]),
+    # the test's: vit_test-sized models, a few dozen images, 3 seeds (5 for 4a's large lr), one study-5 variant
+    # distilled (both kinds of study-5 claim): it checks the plumbing, not the claims
     "toy": dict(data="atoms", pool="atoms_pool", mae="mae_vit_test", vit="vit_test", lp="vit_test_linprobe",
                 md="maskdistill_vit_test", md_extra=["--student", "vit_test"], num_train=64, num_val=32,
-                fraction=0.25, pre_epochs=2, r25_epochs=1, teacher_epochs=1, md_epochs=1, md5_epochs=1,
-                md5_train=64, ft_epochs=2, ft4_epochs=2, ft_short=1, eval_every=1, ft_batch=8, ft_blr=1e-3, lp_epochs=2,
-                lp_blr=0.1, lp_batch=8, ft4_ld=0.6, ft4_lr_x=8, teacher_blr=1e-3, knn_k=5, seeds=[0, 1, 2]),
+                fraction=0.25, pre_epochs=1, r25_epochs=1, teacher_epochs=1, md5=["Smooth-l1, no norm"],
+                ft_epochs=2, ft4_epochs=2, ft_short=1, eval_every=1, ft_batch=8, ft_blr=1e-3, lp_epochs=2,
+                lp_blr=0.1, lp_batch=8, ft4_ld=0.6, ft4_warmup=0.2, ft4_lr_x=8, teacher_blr=1e-3, seeds=[0, 1, 2],
+                seeds_lr=[0, 1, 2, 3, 4]),
 }
 CROP = ["--crop_scale", "0.8", "1.0"]   # fine-tuning crops: a 32 px object cut to a third of its area loses its class
 DEFAULT = "Smooth-l1, LN target (default)"
@@ -123,25 +127,6 @@ def ema_decay_for(total_steps):
 
 
 # ----------------------------------------------------------------------------- the jobs (each runs in a worker)
-
-def knn_top1(encoder_path, m, seed):
-    """kNN top-1 % on frozen features (mean of the final-norm patch tokens, cosine similarity, k neighbours weighted
-    by exp(sim / 0.07) as DINO's kNN): memory bank = the labelled `fraction` (label seed 0), queries = the val split."""
-    vit = encoder_vit(engine.load_file(encoder_path), mask_token=False, drop_path=0.0, num_classes=0).eval()
-    tf = data.build_transform("eval", vit.cfg.img_size, crop_pct=1.0)
-    kw = dict(num_train=m["num_train"], num_val=m["num_val"], img_size=vit.cfg.img_size)
-    bank = data.subset_fraction(data.build_dataset(m["data"], "train", tf, **kw), m["fraction"], seed=0)
-    query = data.build_dataset(m["data"], "val", tf, **kw)
-
-    @torch.no_grad()
-    def feats(ds):
-        return torch.cat([F.normalize(vit.forward_features(x)[:, 1:].mean(1), dim=-1)          # (B, D)
-                          for x, _ in torch.utils.data.DataLoader(ds, batch_size=256)])
-    sim, idx = (feats(query) @ feats(bank).T).topk(min(m["knn_k"], len(bank)), dim=1)      # (Nq, k)
-    votes = torch.zeros(len(query), len(query.classes)).scatter_add_(1, torch.tensor(bank.targets)[idx],
-                                                                       (sim / 0.07).exp())
-    return 100 * (votes.argmax(1) == torch.tensor(query.targets)).float().mean().item()
-
 
 def save_trunk(model, path, source):
     """A classifier's trunk as an encoder.pt (its head dropped: a teacher's head knows the pool's classes)."""
@@ -183,7 +168,7 @@ def mechanisms(m, runs_dir):
 
 
 def run_job(job):
-    """One pre-training (then probes), fine-tuning or linear probe; returns its numbers."""
+    """One pre-training, fine-tuning or linear probe (or the mechanisms); returns its numbers."""
     m, out, t0, c0 = job["m"], job["out"], time.perf_counter(), time.process_time()
     res = {}
     if job["kind"] == "mae":
@@ -207,10 +192,6 @@ def run_job(job):
             save_trunk(model, os.path.join(out, "encoder.pt"), "finetune.py on atoms_pool (supervised teacher)")
     elif job["kind"] == "mech":
         res["mechanisms"] = mechanisms(m, os.path.dirname(out))
-    if job["kind"] in ("mae", "md") and job.get("knn", True):
-        res["knn"] = knn_top1(os.path.join(out, "encoder.pt"), m, job["seed"])
-    if os.path.isfile(os.path.join(out, "encoder_init.pt")):          # mae.py --save_init: the step-0 encoder
-        res["knn0"] = knn_top1(os.path.join(out, "encoder_init.pt"), m, job["seed"])
     if job["kind"] in ("mae", "md"):
         res["loss"] = [r["loss"] for r in read_jsonl(out) if "loss" in r][-1]
     return dict(res, seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
@@ -226,9 +207,9 @@ def plan(m, runs_dir):
     jobs, common = [], ["--num_workers", "0", "--log_every", "5", "--save_every", "1000"]
     n_data = ["--data", m["data"], "--num_train", str(m["num_train"]), "--num_val", str(m["num_val"])]
 
-    def add(tag, kind, argv, seed, deps=(), **kw):
+    def add(tag, kind, argv, seed, deps=()):
         jobs.append(dict(tag=tag, kind=kind, argv=[*argv, "--seed", str(seed), *common], seed=seed, deps=list(deps),
-                         out=os.path.join(runs_dir, tag), m=m, **kw))
+                         out=os.path.join(runs_dir, tag), m=m))
 
     def init(tag, name="encoder.pt"):
         return ["--init", os.path.join(runs_dir, tag, name)]
@@ -243,10 +224,11 @@ def plan(m, runs_dir):
     recipe = [*ft, "--ema_decay", f"{ema_decay_for(steps):.4f}"]   # the EMA tracked beside the raw weights (4b)
     lp = ["--model", m["lp"], *n_data, *labels, "--epochs", str(m["lp_epochs"]), "--batch_size", str(m["lp_batch"]),
           "--blr", str(m["lp_blr"]), *CROP, "--eval_every", str(m["lp_epochs"])]     # one eval, at the end
-    mae_a = ["--model", m["mae"], *n_data, "--no-save_init"]
-    md = ["--model", m["md"], *n_data, "--epochs", str(m["md_epochs"]), "--target", "raw", *m["md_extra"],
+    md_preset = maskdistill.PRESETS[m["md"]]     # MAE's runs take MaskDistill's batch and warmup: the same budget
+    mae_a = ["--model", m["mae"], *n_data, "--batch_size", str(md_preset["batch_size"]), "--warmup_epochs",
+             str(md_preset["warmup_epochs"])]
+    md = ["--model", m["md"], *n_data, "--epochs", str(m["pre_epochs"]), "--target", "raw", *m["md_extra"],
           "--teacher", os.path.join(runs_dir, "teacher", "encoder.pt")]      # a ViT teacher has no CLIP projection
-    md5 = [*md, "--epochs", str(m["md5_epochs"]), "--num_train", str(m["md5_train"])]   # (the last flag wins)
     S = m["seeds"]
     # the teacher first (studies 3-5 wait for it): MAE's step-0 encoder (seed 0) trained with labels on the pool
     # (other classes, other images); its trunk is the teacher and study 4's strong encoder
@@ -254,33 +236,39 @@ def plan(m, runs_dir):
                                "--num_val", str(m["num_val"]), "--epochs", str(m["teacher_epochs"]), "--batch_size",
                                "64", "--blr", str(m["teacher_blr"]), *CROP, "--global_pool", "token",
                                "--ema_decay", "0", "--eval_every", str(m["teacher_epochs"])], 0)
-    for s in S:   # study 3: MaskDistill <- teacher vs MAE pixels at the same budget (batch 64, its warmup)
-        add(f"md_s{s}", "md", [*md, *MD5[DEFAULT]], s, ["teacher"], knn=False)     # evaluated by FT and LP
-        add(f"mae_b_s{s}", "mae", [*mae_a, "--epochs", str(m["md_epochs"]), "--mask_ratio",
-                                   "0.75", "--batch_size", "64", "--warmup_epochs",
-                                   str(maskdistill.PRESETS[m["md"]]["warmup_epochs"])], s, knn=False)
-    for s in S:   # studies 1, 2; 0.25 encodes 3x the tokens, so r25_epochs: equal time, rounded up in its favour
-        add(f"mae_r0.75_s{s}", "mae", [*mae_a, "--save_init", "--epochs", str(m["pre_epochs"]), "--mask_ratio",
-                                       "0.75"], s)
-        add(f"mae_r0.25_s{s}", "mae", [*mae_a, "--epochs", str(m["r25_epochs"]), "--mask_ratio", "0.25"], s)
-    for s in S:   # study 4 on the strong encoder: the recipe (raw and EMA), lr x 8, no layer decay, mixup
-        enc = [*init("teacher"), "--epochs", str(m["ft4_epochs"]),    # a strong encoder converges sooner
-               "--layer_decay", str(m["ft4_ld"])]                     # FT-CLIP Table 10 (B/16): 0.6
-        add(f"ft4_recipe_s{s}", "ft", [*recipe, *enc], s, ["teacher"])
-        x = m["ft4_lr_x"]     # each row changes one flag of the recipe's argv: its last copy wins (argparse)
-        for tag, extra in [(f"ft4_lr_x{x}", ["--blr", str(x * m["ft_blr"])]), ("ft4_ld1.0", ["--layer_decay", "1.0"]),
-                           ("ft4_mixup", ["--mixup", "0.8", "--cutmix", "1.0"])]:
-            add(f"{tag}_s{s}", "ft", [*ft, *enc, *extra, *last_eval(m["ft4_epochs"])], s, ["teacher"])
-    for s in S:   # study 1: MAE vs its own encoder at step 0 (saved by the same run: same seed, same init)
+    for s in S:   # MaskDistill <- the teacher (study 3; study 5's default row) and its study-5 variants
+        add(f"md_s{s}", "md", [*md, *MD5[DEFAULT]], s, ["teacher"])
+        for name in m["md5"]:
+            add(f"{md5_tag(name)}_s{s}", "md", [*md, *MD5[name]], s, ["teacher"])
+    for s in S:   # MAE, mask 0.75, the same budget (studies 1-3), keeping its step-0 encoder (study 1's baseline);
+        # mask 0.25 at equal time (study 2): it encodes 3x the tokens, so r25_epochs, rounded up in its favour
+        add(f"mae_s{s}", "mae", [*mae_a, "--save_init", "--epochs", str(m["pre_epochs"]), "--mask_ratio", "0.75"], s)
+        add(f"mae_r0.25_s{s}", "mae", [*mae_a, "--no-save_init", "--epochs", str(m["r25_epochs"]), "--mask_ratio",
+                                       "0.25"], s)
+    enc = [*init("teacher"), "--epochs", str(m["ft4_epochs"]),    # a strong encoder converges sooner
+           "--layer_decay", str(m["ft4_ld"]),                     # FT-CLIP Table 10 (B/16): 0.6
+           "--warmup_epochs", f"{m['ft4_warmup'] * m['ft4_epochs']:g}"]   # and its warmup, 10 of 50 epochs
+    x = m["ft4_lr_x"]     # each row changes one flag of the recipe's argv: its last copy wins (argparse)
+    for s in sorted(set(S) | set(m["seeds_lr"])):   # study 4 on the strong encoder
+        if s in S:        # the recipe (raw weights and their EMA), no layer decay, mixup
+            add(f"ft4_recipe_s{s}", "ft", [*recipe, *enc], s, ["teacher"])
+        if s in m["seeds_lr"]:    # the large lr: an unstable arm (chaotic at a short warmup), more seeds
+            add(f"ft4_lr_x{x}_s{s}", "ft", [*ft, *enc, "--blr", str(x * m["ft_blr"]), *last_eval(m["ft4_epochs"])],
+                s, ["teacher"])
+        if s in S:
+            for tag, extra in [("ft4_ld1.0", ["--layer_decay", "1.0"]), ("ft4_mixup", ["--mixup", "0.8", "--cutmix",
+                                                                                       "1.0"])]:
+                add(f"{tag}_s{s}", "ft", [*ft, *enc, *extra, *last_eval(m["ft4_epochs"])], s, ["teacher"])
+    for s in S:   # evaluations: study 1 (MAE vs its own encoder at step 0, saved by the same run), 2, 3, 5
         for tag, name in [("mae", "encoder.pt"), ("mae0", "encoder_init.pt")]:
-            add(f"ft_{tag}_s{s}", "ft", [*ft, *init(f"mae_r0.75_s{s}", name)], s, [f"mae_r0.75_s{s}"])
-            add(f"lp_{tag}_s{s}", "lp", [*lp, *init(f"mae_r0.75_s{s}", name)], s, [f"mae_r0.75_s{s}"])
-        for tag in ("mae_b", "md"):   # study 3's evaluations
-            add(f"ft_{tag}_s{s}", "ft", [*ft, *init(f"{tag}_s{s}"), *last_eval(m["ft_epochs"])], s, [f"{tag}_s{s}"])
-            add(f"lp_{tag}_s{s}", "lp", [*lp, *init(f"{tag}_s{s}")], s, [f"{tag}_s{s}"])
-    for s in S:   # study 5: the loss / normalization swaps at a shorter budget, each with its own default row
-        for name in MD5:
-            add(f"{md5_tag(name)}_s{s}", "md", [*md5, *MD5[name]], s, ["teacher"])
+            add(f"ft_{tag}_s{s}", "ft", [*ft, *init(f"mae_s{s}", name)], s, [f"mae_s{s}"])
+            add(f"lp_{tag}_s{s}", "lp", [*lp, *init(f"mae_s{s}", name)], s, [f"mae_s{s}"])
+        add(f"lp_mae_r0.25_s{s}", "lp", [*lp, *init(f"mae_r0.25_s{s}")], s, [f"mae_r0.25_s{s}"])
+        add(f"ft_md_s{s}", "ft", [*ft, *init(f"md_s{s}"), *last_eval(m["ft_epochs"])], s, [f"md_s{s}"])
+        add(f"lp_md_s{s}", "lp", [*lp, *init(f"md_s{s}")], s, [f"md_s{s}"])
+        for name in m["md5"]:
+            tag = f"{md5_tag(name)}_s{s}"
+            add(f"ft_{tag}", "ft", [*ft, *init(tag), *last_eval(m["ft_epochs"])], s, [tag])
     add("mechanisms", "mech", [], 0, ["teacher"])
     return jobs
 
@@ -291,13 +279,15 @@ def md5_tag(name):
 
 
 def studies(m, res):
-    """The claims, each a baseline, a treatment and optional ablations: {setting, role, values (one per seed)}."""
+    """The claims, each a baseline, a treatment and optional ablations: {setting, role, values (one per seed)}, the
+    paper's effect beside it; verdicts computed."""
     S = m["seeds"]
 
-    def row(setting, role, tag, key):
-        return dict(setting=setting, role=role, values=[round(res[f"{tag}_s{s}"][key], 2) for s in S])
+    def row(setting, role, tag, key, seeds=S):
+        return dict(setting=setting, role=role, values=[round(res[f"{tag}_s{s}"][key], 2) for s in seeds])
     n_lab = round(m["fraction"] * m["num_train"])
-    pre, md = f"{m['pre_epochs']} ep x {m['num_train']} img", f"{m['md_epochs']} ep x {m['num_train']} img"
+    batch = maskdistill.PRESETS[m["md"]]["batch_size"]
+    pre = f"{m['pre_epochs']} ep x {m['num_train']} img, batch {batch}"
     ft, lp = f"fine-tuned {m['ft_epochs']} ep on {n_lab} labels", f"linear probe on {n_lab} labels"
     short = f"after {m['ft_short']} of {m['ft_epochs']} fine-tuning epochs"
     step0 = "MAE's encoder at step 0 (same network, init and positions; nothing learned)"
@@ -305,8 +295,9 @@ def studies(m, res):
     for s in S:   # the accuracy after the short budget, read off the same fine-tunings' curves
         for tag in ("ft_mae", "ft_mae0"):
             res[f"{tag}_s{s}"]["ft_short"] = res[f"{tag}_s{s}"]["curve"][m["ft_short"] - 1]
-    recipe = row(f"the recipe: blr {m['ft_blr']:g}, layer decay {m['ft4_ld']}, "
-                 f"no mixup, raw weights", "treatment", "ft4_recipe", "ft")
+    recipe = row(f"the recipe: blr {m['ft_blr']:g}, layer decay {m['ft4_ld']}, warmup "
+                 f"{m['ft4_warmup'] * m['ft4_epochs']:g} ep, no mixup, raw weights", "treatment", "ft4_recipe", "ft")
+    md_ft = row(f"MaskDistill <- the teacher ({pre}), {ft}", "treatment", "ft_md", "ft")
     out = [
         dict(name="1a MAE vs scratch, fine-tuning", claim=f"MAE pre-training beats the same network trained from "
              f"scratch with few labels (MAE §4): val top-1 %, {ft}", rows=[
@@ -315,32 +306,30 @@ def studies(m, res):
         dict(name="1b MAE vs scratch, linear probe", claim=f"frozen MAE features beat frozen step-0 features (MAE "
              f"Table 1, LIN): top-1 % of MAE's {lp}", rows=[
                  row(f"from scratch: {step0}, {lp}", "baseline", "lp_mae0", "ft"),
-                 row(f"MAE pre-trained ({pre}, mask 0.75), {lp}", "treatment", "lp_mae", "ft"),
-                 row(f"kNN of the step-0 encoder (k {m['knn_k']})", "ablation", "mae_r0.75", "knn0"),
-                 row(f"kNN of the MAE encoder (k {m['knn_k']})", "ablation", "mae_r0.75", "knn")]),
+                 row(f"MAE pre-trained ({pre}, mask 0.75), {lp}", "treatment", "lp_mae", "ft")]),
         dict(name="1c MAE makes fine-tuning faster (new)", claim=f"MAE's encoder fine-tunes faster than the "
              f"step-0 one (MAE §4, Fig. 7's point): val top-1 % {short}", rows=[
                  row(f"from scratch: {step0}, {short}", "baseline", "ft_mae0", "ft_short"),
                  row(f"MAE pre-trained ({pre}), {short}", "treatment", "ft_mae", "ft_short")]),
-        dict(name="2 mask ratio", claim=f"mask ratio 0.75 beats 0.25 (MAE Fig. 5) at equal pre-training time (0.25 "
-             f"encodes 3x the tokens, so it gets {m['r25_epochs']} epochs to 0.75's {m['pre_epochs']}, rounded up in "
-             f"its favour): kNN top-1 % on frozen features (k {m['knn_k']}, the {n_lab} labels as the bank)", rows=[
-                 row(f"MAE mask 0.25 ({m['r25_epochs']} ep), kNN", "baseline", "mae_r0.25", "knn"),
-                 row(f"MAE mask 0.75 ({pre}), kNN", "treatment", "mae_r0.75", "knn")]),
+        dict(name="2 mask ratio", claim=f"mask ratio 0.75 beats 0.25 (MAE Fig. 5, its linear-probe panel) at equal "
+             f"pre-training time (0.25 encodes 3x the tokens, so it gets {m['r25_epochs']} epochs to 0.75's "
+             f"{m['pre_epochs']}, rounded up in its favour): top-1 % of MAE's {lp}", rows=[
+                 row(f"MAE mask 0.25 ({m['r25_epochs']} ep, batch {batch}), {lp}", "baseline", "lp_mae_r0.25", "ft"),
+                 row(f"MAE mask 0.75 ({pre}), {lp}", "treatment", "lp_mae", "ft")]),
         dict(name="3a teacher, fine-tuning", claim=f"distilling a semantic teacher's features beats reconstructing "
              f"pixels at the same student size, images, epochs and batch (MaskDistill Table 6; {teacher}): val "
              f"top-1 %, {ft}", rows=[
-                 row(f"MAE pixels ({md}, mask 0.75), {ft}", "baseline", "ft_mae_b", "ft"),
-                 row(f"MaskDistill <- the teacher ({md}), {ft}", "treatment", "ft_md", "ft"),
+                 row(f"MAE pixels ({pre}, mask 0.75), {ft}", "baseline", "ft_mae", "ft"), md_ft,
                  dict(setting="the teacher itself, on its own pool's val split (1 run)", role="ablation",
                       values=[round(res["teacher"]["ft"], 2)])]),
         dict(name="3b teacher, linear probe", claim=f"the same comparison on frozen features: top-1 % of MAE's {lp}",
-             rows=[row(f"MAE pixels ({md}), {lp}", "baseline", "lp_mae_b", "ft"),
-                   row(f"MaskDistill <- the teacher ({md}), {lp}", "treatment", "lp_md", "ft")]),
+             rows=[row(f"MAE pixels ({pre}), {lp}", "baseline", "lp_mae", "ft"),
+                   row(f"MaskDistill <- the teacher ({pre}), {lp}", "treatment", "lp_md", "ft")]),
         dict(name="4a lr", claim=f"a small fine-tuning lr beats a large one on a strong encoder (FT-CLIP Table 2; "
              f"{teacher}, fine-tuned {m['ft4_epochs']} ep on {n_lab} labels): val top-1 %", rows=[
-                 row(f"blr {m['ft4_lr_x'] * m['ft_blr']:g} (x {m['ft4_lr_x']})", "baseline", f"ft4_lr_x{m['ft4_lr_x']}",
-                     "ft"), recipe]),
+                 row(f"blr {m['ft4_lr_x'] * m['ft_blr']:g} (x {m['ft4_lr_x']}; an unstable arm: "
+                     f"{len(m['seeds_lr'])} seeds)", "baseline", f"ft4_lr_x{m['ft4_lr_x']}", "ft", m["seeds_lr"]),
+                 recipe]),
         dict(name="4b EMA", claim="the EMA of the weights beats the raw weights (FT-CLIP Table 3; the same runs, "
              "both evaluated): val top-1 %", rows=[
                  dict(recipe, role="baseline"),
@@ -350,12 +339,13 @@ def studies(m, res):
         dict(name="4d mixup", claim="no mixup / cutmix beats mixup 0.8 + cutmix 1.0 (FT-CLIP Table 6): val top-1 %",
              rows=[row("mixup 0.8 + cutmix 1.0", "baseline", "ft4_mixup", "ft"), recipe]),
     ]
-    md5 = f"{m['md5_epochs']} ep x {m['md5_train']} img"
     for name in list(MD5)[1:]:
-        out.append(dict(name=f"5 Smooth-l1 + LN vs {name.split(' (')[0]}", claim=f"MaskDistill's Smooth-l1 + LN "
-                        f"target beats {name} (MaskDistill Table 8; study 3's teacher, {md5}): kNN top-1 %", rows=[
-                            row(name, "baseline", md5_tag(name), "knn"),
-                            row(DEFAULT, "treatment", md5_tag(DEFAULT), "knn")]))
+        claim = (f"MaskDistill's Smooth-l1 + LN target beats {name.split(' (')[0]} (MaskDistill Table 8; study 3's "
+                 f"teacher and budget, {pre}): val top-1 %, {ft}")
+        default = dict(md_ft, setting=f"{DEFAULT}: study 3's MaskDistill, {ft}")
+        rows = ([row(f"{name}, {ft}", "baseline", f"ft_{md5_tag(name)}", "ft"), default] if name in m["md5"] else
+                [default])      # not distilled: the claim is not measured (the verdict says so)
+        out.append(dict(name=f"5 Smooth-l1 + LN vs {name.split(' (')[0]}", claim=claim, rows=rows))
     return [verdict(s) for s in out]
 
 
@@ -420,12 +410,22 @@ def pooled_std(a, b):
 
 
 def verdict(study):
-    """effect = treatment - baseline means; 'reproduces' only with >= 3 seeds each and effect >= 3 x pooled std."""
-    base = next(r["values"] for r in study["rows"] if r["role"] == "baseline")
+    """effect = treatment - baseline means, std = their pooled seed std, detectable = 3 x std (the smallest effect
+    this run could call). With >= 3 seeds in each row: 'reproduces' when effect >= detectable (and > 0),
+    'contradicts' when effect <= -detectable (and < 0), else 'inconclusive'. A claim without a baseline row was not
+    run: 'not measured', its detectable effect estimated from the treatment row's seeds alone."""
+    base = next((r["values"] for r in study["rows"] if r["role"] == "baseline"), None)
     treat = next(r["values"] for r in study["rows"] if r["role"] == "treatment")
+    paper = paper_effect(study["name"])
+    if base is None:
+        std = statistics.stdev(treat) if len(treat) > 1 else 0.0
+        return dict(study, verdict="not measured", effect=None, std=None, detectable=round(3 * std, 3), paper=paper)
     effect, std = statistics.mean(treat) - statistics.mean(base), pooled_std(base, treat)
-    ok = min(len(base), len(treat)) >= 3 and effect > 0 and effect >= 3 * std
-    return dict(study, verdict="reproduces" if ok else "does not reproduce", effect=round(effect, 3), std=round(std, 3))
+    seeds = min(len(base), len(treat)) >= 3
+    v = ("reproduces" if seeds and effect > 0 and effect >= 3 * std else
+         "contradicts" if seeds and effect < 0 and effect <= -3 * std else "inconclusive")
+    return dict(study, verdict=v, effect=round(effect, 3), std=round(std, 3), detectable=round(3 * std, 3),
+                paper=paper)
 
 
 # ----------------------------------------------------------------------------- report
@@ -435,8 +435,8 @@ def mean_std(xs):
 
 
 # Each claim's published effect (points on the paper's benchmark, oriented as the claim) and where it is printed;
-# "n/a" where the paper has no such row. Shown beside the effect the verdict rule needs here (3 x this run's
-# pooled std): a claim whose published effect is far below that needs the lab to amplify it many times.
+# "n/a" where the paper has no such row. Shown beside the smallest effect this run could detect (3 x its pooled
+# std): a paper's +0.3 below a lab's 1.8 is a claim the lab cannot see, not one it refutes.
 PAPER_EFFECT = {
     "1a ": ("+2.4", "MAE §4: ViT-L from scratch 82.5, MAE 84.9"),
     "2 ": ("up to +18.9", "MAE Fig. 5: linear probe 54.6 to 73.5 over its ratios (0.25 vs 0.75 only plotted); "
@@ -452,47 +452,110 @@ PAPER_EFFECT = {
 }
 
 
-def noise_floor(report):
-    """Markdown table: each claim's published effect beside the effect the rule needs in this run and the one it got."""
-    lines = ["| claim | the paper's effect (points) | where | needed here (3 x std) | effect here |",
-             "| --- | --- | --- | --- | --- |"]
+def paper_effect(name):
+    """{'effect': '+0.3', 'where': ...} for a claim the paper prints, else None (1b, 1c, 3b)."""
+    key = next((k for k in PAPER_EFFECT if name.startswith(k)), None)
+    return None if key is None else dict(effect=PAPER_EFFECT[key][0], where=PAPER_EFFECT[key][1])
+
+
+def points(text):
+    """'+0.3' -> 0.3, 'up to +18.9' -> 18.9, 'n/a' -> None."""
+    found = re.search(r"[+-]?\d+(\.\d+)?", text or "")
+    return float(found.group()) if found else None
+
+
+def beside_paper(st):
+    """The sentence a student reads: the paper's effect beside the smallest effect this run could detect."""
+    p = st["paper"]
+    if p is None:
+        return f"this run could detect {st['detectable']:.1f} points (3 x std); the paper prints no such number"
+    pts = points(p["effect"])
+    if pts is None:
+        return f"this run could detect {st['detectable']:.1f} points (3 x std); the paper: {p['where']}"
+    where = "below" if pts < st["detectable"] else "above"
+    return f"the paper's {p['effect']} is {where} the {st['detectable']:.1f} this run could detect ({p['where']})"
+
+
+def cell(values):
+    mu, sd = mean_std(values)
+    n = len(values)
+    return f"{mu:.1f} ± {sd:.1f}" + ("" if n == 3 else f" ({n} seed{'s' * (n != 1)})")
+
+
+def verdict_table(report):
+    """Markdown: each claim's rows, effect, the smallest effect this run could detect, the paper's, the verdict."""
+    lines = ["| claim | baseline | treatment | effect | detectable (3 x std) | the paper's effect | verdict |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for st in report["studies"]:
-        key = next((k for k in PAPER_EFFECT if st["name"].startswith(k)), None)
-        if key is not None:
-            pts, where = PAPER_EFFECT[key]
-            lines.append(f"| {st['name']} | {pts} | {where} | {3 * st['std']:.1f} | {st['effect']:+.1f} |")
+        rows = {r["role"]: r["values"] for r in st["rows"]}
+        base = cell(rows["baseline"]) if "baseline" in rows else "not run"
+        effect = "" if st["effect"] is None else f"{st['effect']:+.1f}"
+        if st["effect"] is not None and st["std"] > 0:
+            effect += f" ({st['effect'] / st['std']:.2f} x std)"
+        det = f"{st['detectable']:.1f}" if st["effect"] is not None else f"~{st['detectable']:.1f} (estimated)"
+        paper = st["paper"]["effect"] if st["paper"] else "n/a"
+        v = f"**{st['verdict']}**" if st["verdict"] == "reproduces" else st["verdict"]
+        lines.append(f"| {st['name']} | {base} | {cell(rows['treatment'])} | {effect} | {det} | {paper} | {v} |")
     return "\n".join(lines)
+
+
+def count_line(report):
+    """'**7 of the 12 claims reproduce** (...); new claim 1c: reproduces.'"""
+    original = [st for st in report["studies"] if "(new)" not in st["name"]]
+    n = {v: sum(st["verdict"] == v for st in original) for v in VERDICTS}
+    others = ", ".join(f"{n[v]} {v}" for v in VERDICTS[1:] if n[v])
+    return (f"**{n['reproduces']} of the {len(original)} claims reproduce**" + (f" ({others})" if others else "")
+            + "".join(f"; new claim {st['name'].split()[0]}: {st['verdict']}" for st in report["studies"]
+                      if "(new)" in st["name"]) + ".")
+
+
+VERDICTS = ("reproduces", "contradicts", "inconclusive", "not measured")
 
 
 def verdict_line(st):
     """One study's computed verdict as a line of results.md (2 decimals on the ratio: 2.96 x is not 3 x)."""
+    if st["effect"] is None:
+        return (f"- **{st['name']}**: not measured: no variant was distilled at this budget; with the default row's "
+                f"seed spread a row could detect about {st['detectable']:.2f} points; the paper's effect "
+                f"{st['paper']['effect']} ({st['paper']['where']}). Claim: {st['claim']}.")
     ratio = f"{st['effect'] / st['std']:.2f} x" if st["std"] > 0 else "n/a x"
     return (f"- **{st['name']}**: {st['verdict']}: effect {st['effect']:+.2f} points, pooled std {st['std']:.2f} "
-            f"({ratio} the std). Claim: {st['claim']}.")
+            f"({ratio} the std); {beside_paper(st)}. Claim: {st['claim']}.")
 
 
-def write_results(out, name, report, runs, m, mode, total):
-    when = datetime.date.today().isoformat()
-    machine = f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
-    cmd = "python experiments/laptop.py" + ("" if mode == "full" else f" --{mode}")
-    cpu = sum(r["cpu_seconds"] for r in runs.values())
+def cpu_name():
+    """The CPU as results.md names it: the model (/proc/cpuinfo), torch's vector ISA, cores, torch version."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return (f"{model} ({platform.machine()}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}), "
+            f"{os.cpu_count()} cores, torch {torch.__version__}")
+
+
+def command(mode):
+    return "python experiments/laptop.py" + ("" if mode == "full" else f" --{mode}")
+
+
+def write_results(out, name, report, runs, m, mode):
     n_lab = round(m["fraction"] * m["num_train"])
-    original = [st for st in report["studies"] if "(new)" not in st["name"]]
-    n_ok = sum(st["verdict"] == "reproduces" for st in original)
-    lines = [f"# Laptop-scale study ({mode} mode; {when}; {machine})", "",
-             f"Regenerate: `{cmd}` (took {total / 60:.1f} min here on {report['workers']} worker process(es) of "
-             f"one thread; the runs' CPU time adds up to {cpu / 60:.1f} min). Data: `{m['data']}`, 32 px, 10 "
-             f"classes, {m['num_train']} train images (pre-training, unlabelled) / {m['num_val']} val images; every "
-             f"evaluation uses the same {n_lab} labels ({m['fraction']:.0%}, one class-stratified draw). FT: the "
-             f"`{m['vit']}` recipe, {m['ft_epochs']} epochs, batch {m['ft_batch']}, blr {m['ft_blr']:g}, val top-1 "
-             f"of the last epoch; LP: `{m['lp']}` (MAE's protocol), blr {m['lp_blr']:g}, {m['lp_epochs']} epochs; "
-             f"kNN: k = {m['knn_k']}, mean-pooled features, the same labels as the bank. Chance is 10%. Seeds: "
-             f"{', '.join(map(str, m['seeds']))} (a seed = pre-training + fine-tuning randomness).", "",
-             "Verdict rule: effect = treatment mean - baseline mean; **reproduces** only when both rows have at least "
-             f"3 seeds and effect >= 3 x the pooled seed std. The numbers are also in [{name}.json]({name}.json).",
-             "", f"**{n_ok} of the {len(original)} claims reproduce**" + "".join(
-                 f"; new claim {st['name'].split()[0]}: {st['verdict']}" for st in report["studies"]
-                 if "(new)" in st["name"]) + ".", "",
+    lines = [f"# Laptop-scale study ({mode} mode; {report['date']})", "",
+             f"Machine: {report['machine']}.", "",
+             f"Regenerate: `{command(mode)}` (took {report['minutes']:.1f} min here on {report['workers']} worker "
+             f"process(es) of one thread; the runs' CPU time adds up to {report['cpu_minutes']:.1f} min). Data: "
+             f"`{m['data']}`, 32 px, 10 classes, {m['num_train']} train images (pre-training, unlabelled) / "
+             f"{m['num_val']} val images; every evaluation uses the same {n_lab} labels ({m['fraction']:.0%}, one "
+             f"class-stratified draw). FT: the `{m['vit']}` recipe, {m['ft_epochs']} epochs, batch {m['ft_batch']}, "
+             f"blr {m['ft_blr']:g}, val top-1 of the last epoch; LP: `{m['lp']}` (MAE's protocol), blr "
+             f"{m['lp_blr']:g}, {m['lp_epochs']} epochs. Chance is 10%. Seeds: {', '.join(map(str, m['seeds']))}; "
+             f"4a's large lr: {', '.join(map(str, m['seeds_lr']))} (a seed = pre-training + fine-tuning randomness).",
+             "", "Verdicts: effect = treatment mean - baseline mean, std = the pooled seed std, both rows at least 3 "
+             "seeds; **reproduces** when effect >= 3 x std, **contradicts** when effect <= -3 x std, **inconclusive** "
+             "otherwise. 3 x std is the smallest effect this run could detect; the paper's own effect stands beside "
+             f"it. The numbers are also in [{name}.json]({name}.json).", "", count_line(report), "",
+             verdict_table(report), "", "Every row, every seed:", "",
              "| study | setting | role | mean ± std | per seed |", "| --- | --- | --- | --- | --- |"]
     for st in report["studies"]:
         for r in st["rows"]:
@@ -502,8 +565,6 @@ def write_results(out, name, report, runs, m, mode, total):
     lines += ["", "Verdicts (computed):", ""]
     for st in report["studies"]:
         lines.append(verdict_line(st))
-    lines += ["", "The papers' effects beside the effect the rule needs here (never verdicts; a lab can amplify an "
-              "effect many times, or not at all):", "", noise_floor(report)]
     lines += ["", "Mechanisms (measured once; never verdicts):", "", "| quantity | value |", "| --- | --- |"]
     for mech in report["mechanisms"]:
         v = mech["value"]
@@ -512,13 +573,59 @@ def write_results(out, name, report, runs, m, mode, total):
               "seconds):", "", "| run | seconds | CPU s | result |", "| --- | --- | --- | --- |"]
     for tag, r in runs.items():
         val = ", ".join(f"{k} {r[k]:.3g}" if isinstance(r[k], float) else f"{k} {r[k]}"
-                        for k in ("ft", "ft_ema", "knn", "knn0", "loss") if r.get(k) is not None)
+                        for k in ("ft", "ft_ema", "loss") if r.get(k) is not None)
         lines.append(f"| {tag} | {r['seconds']:.0f} | {r['cpu_seconds']:.0f} | {val} |")
     with open(os.path.join(out, f"{name}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
+README_BEGIN = "<!-- results: written by `python experiments/laptop.py --readme experiments/README.md` -->"
+README_END = "<!-- end of results -->"
+
+
+def wrap(text, width=118):
+    """A paragraph wrapped for a README, never between a number and its '±'."""
+    return textwrap.fill(text.replace(" ± ", "\0±\0"), width, break_on_hyphens=False).replace("\0", " ")
+
+
+def readme_block(report):
+    """experiments/README.md's results section, from results.json: the run, the count, the verdict table."""
+    return "\n".join([wrap(
+        f"`{command(report['mode'])}` on {report['date']}: **{report['minutes']:.1f} min** wall on "
+        f"{report['workers']} worker process{'es' * (report['workers'] != 1)} of one thread "
+        f"({report['cpu_minutes']:.1f} CPU-minutes), {report['machine']}. Mean ± std over seeds "
+        f"{', '.join(map(str, report['seeds']))} (4a's large lr: {', '.join(map(str, report['seeds_lr']))}), top-1 % "
+        "on the val images, chance 10%; every seed's number in `results.md`."), "",
+        wrap(count_line(report)), "", verdict_table(report)])
+
+
+def refresh_readme(path, report):
+    """Replace the text between README_BEGIN and README_END in `path` with readme_block(report)."""
+    text = open(path).read()
+    a, b = text.index(README_BEGIN) + len(README_BEGIN), text.index(README_END)
+    with open(path, "w") as f:
+        f.write(text[:a] + "\n" + readme_block(report) + "\n" + text[b:])
+
+
+def front_section(report):
+    """The lab's section of the front README (README.md, "What the labs show"), from results.json: one line per
+    claim, its effect beside what the lab could detect, the paper's effect, the verdict."""
+    lines = [f"`python experiments/laptop.py` ({report['minutes']:.1f} min, 2 idle cores, {report['date']}): twelve "
+             "claims of the papers and one new one on `atoms`, 200 labels, 3 seeds (5 for an unstable row). "
+             "**Reproduces**: effect ≥ 3 × the pooled seed std; **contradicts**: ≤ −3 ×; else **inconclusive**. In "
+             f"parentheses: that 3 × std, the smallest effect the lab sees. {count_line(report)} Design, probes: "
+             "[experiments/README.md](experiments/README.md).", "",
+             "| claim | effect (can see) | paper | verdict |", "| --- | --- | --- | --- |"]
+    for st in report["studies"]:
+        name = st["name"].replace(", fine-tuning", " (FT)").replace(", linear probe", " (LP)")
+        eff = "not run" if st["effect"] is None else f"{st['effect']:+.1f} ({st['detectable']:.1f})"
+        lines.append(f"| {name} | {eff} | {st['paper']['effect'] if st['paper'] else 'n/a'} | {st['verdict']} |")
+    return "\n".join(lines)
+
+
 COLORS = {"baseline": (120, 120, 120), "treatment": (31, 119, 180), "ablation": (255, 127, 14)}
+VERDICT_COLORS = {"reproduces": (0, 110, 0), "contradicts": (170, 0, 0), "inconclusive": (110, 110, 110),
+                  "not measured": (110, 110, 110)}
 
 
 def font(size):
@@ -572,15 +679,16 @@ def plot_bars(path, report, chance=10.0):
     d = ImageDraw.Draw(img)
     vmax = min(100, math.ceil(max(chance, max(max(r["values"]) for _, r in rows)) / 10 + 0.5) * 10)
     x = lambda v: L + (W - L - 60) * v / vmax          # noqa: E731
-    d.text((10, 8), "Val top-1 %: fine-tuned, linear probe or kNN (frozen features); mean ± std over seeds",
+    d.text((10, 8), "Val top-1 %: fine-tuned or linear probe (frozen features); mean ± std over seeds",
            fill="black", font=f)
     for i, (role, col) in enumerate(COLORS.items()):
         d.rectangle([10 + 150 * i, 32, 24 + 150 * i, 44], fill=col)
         d.text((30 + 150 * i, 30), role, fill="black", font=f)
     y = T
     for st in report["studies"]:
-        d.text((10, y + 3), f"{st['name']}: {st['verdict']} (effect {st['effect']:+.1f}, std {st['std']:.1f})",
-               fill=(0, 110, 0) if st["verdict"] == "reproduces" else (170, 0, 0), font=f)
+        what = ("not measured" if st["effect"] is None else
+                f"{st['verdict']} (effect {st['effect']:+.1f}, detectable {st['detectable']:.1f})")
+        d.text((10, y + 3), f"{st['name']}: {what}", fill=VERDICT_COLORS[st["verdict"]], font=f)
         y += rh
         for r in st["rows"]:
             mu, sd = mean_std(r["values"])
@@ -609,6 +717,8 @@ def main(argv=None):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="fewer images and epochs, 1 seed: under 5 minutes on 2 cores")
     g.add_argument("--toy", action="store_true", help="test-sized models and data (seconds): checks the plumbing only")
+    g.add_argument("--readme", metavar="PATH", help="run nothing: rewrite the results block of PATH (experiments/"
+                   "README.md) from --out's results.json, and print the front README's lab section")
     p.add_argument("--out", default=None, help="where results.json, results.md, curves.png, bars.png go (default "
                    "experiments/ for the full study, experiments/quick/ for --quick; --toy needs --out)")
     p.add_argument("--runs_dir", default=None, help="checkpoints and logs of every run (default runs/laptop/<mode>; "
@@ -619,16 +729,25 @@ def main(argv=None):
     if args.out is None and mode == "toy":
         raise SystemExit("--toy writes its results where you say: add --out DIR")
     out = args.out or (HERE if mode == "full" else os.path.join(HERE, "quick"))
+    if args.readme:
+        report = json.load(open(os.path.join(out, "results.json")))
+        refresh_readme(args.readme, report)
+        print(front_section(report))
+        return report, None
     runs_dir = args.runs_dir or os.path.join("runs", "laptop", mode)
     shutil.rmtree(runs_dir, ignore_errors=True)           # fresh runs: the seconds measure real work
     os.makedirs(out, exist_ok=True)
     m, t0 = MODES[mode], time.perf_counter()
     runs = run_jobs(plan(m, runs_dir), args.workers)
     total = time.perf_counter() - t0
-    report = dict(minutes=round(total / 60, 2), studies=studies(m, runs), mechanisms=runs["mechanisms"]["mechanisms"])
+    report = dict(mode=mode, date=datetime.date.today().isoformat(), machine=cpu_name(), workers=args.workers,
+                  minutes=round(total / 60, 2), cpu_minutes=round(sum(r["cpu_seconds"] for r in runs.values()) / 60, 2),
+                  seeds=m["seeds"], seeds_lr=m["seeds_lr"], studies=studies(m, runs),
+                  mechanisms=runs["mechanisms"]["mechanisms"],
+                  jobs={t: [round(r["seconds"], 1), round(r["cpu_seconds"], 1)] for t, r in runs.items()})
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(report, f, indent=1)
-    write_results(out, "results", dict(report, workers=args.workers), runs, m, mode, total)
+    write_results(out, "results", report, runs, m, mode)
     plot_curves(os.path.join(out, "curves.png"), {
         "MAE pre-trained": ([runs[f"ft_mae_s{s}"]["curve"] for s in m["seeds"]], COLORS["treatment"]),
         "MAE's encoder at step 0": ([runs[f"ft_mae0_s{s}"]["curve"] for s in m["seeds"]], COLORS["baseline"]),
