@@ -1,17 +1,13 @@
 """The course kit: student handouts with graders, made from the concept files (the manifest:
 course/assignments.py).
 
-    python course/make.py list                              the assignments in reading order, with time
-    estimates python course/make.py make mae --out handout/           a student copy of the project with mae's
-    functions blanked python course/make.py grade handout/ [--json results.json] [--extra_tests DIR
-    [--show_extra_tests]]
-                                                            points per task (--json: Gradescope's
-                                                            results.json)
+    python course/make.py list                         the assignments in reading order, with time estimates
+    python course/make.py make mae --out handout/      a student copy of the project, mae's functions blanked
+    python course/make.py grade handout/ [--json results.json] [--extra_tests DIR [--show_extra_tests]]
+                                                       points per task (--json: Gradescope's results.json)
     python course/make.py check [NAME ...] [--labs quick|full|none]
-                                                            for instructors and CI: the graders catch wrong
-                                                            answers
-    python course/make.py restore handout/                  paste this project's bodies back (it then grades
-    full)
+                                                       for instructors and CI: the graders catch wrong answers
+    python course/make.py restore handout/             paste this project's bodies back (it then grades full)
 
 A handout is the project's files (no .git, no course/mutations.py, no kit tests) with each listed body
 replaced by `raise NotImplementedError("TODO — <paper §>: <hint> [<function>]")` and the later assignments'

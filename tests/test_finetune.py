@@ -499,7 +499,7 @@ def test_readme_batch_table_gives_every_row_the_papers_batch_and_lr(capsys, monk
             assert a["lr"] == pytest.approx(lr, rel=1e-12), where
             assert a["ema_decay"] == pytest.approx(0.9998, rel=1e-12), where   # Table 3: 0.9998 at the recipe's batch
             checked += 1
-    assert checked >= 13
+    assert checked == sum(f is not None for _, row in rows for f in row) >= 9     # 1 and 8 GPUs for every preset
 
 
 def test_ema_decay_is_scaled_to_the_batch_and_ema_decay_sets_it_exactly(capsys, monkeypatch):
