@@ -158,7 +158,7 @@ class MaskedAutoencoder(nn.Module):
 
 
 # The models: the encoder is a vit.py preset (ViT-B/L/H, §4); the decoder 512-d, 8 blocks (§3,
-# Table 1a-b; 16 heads: models_mae.py's).
+# Table 1a-b). NOTE(paper): its 16 heads are models_mae.py's; the paper does not give them.
 _DECODER = dict(decoder_dim=512, decoder_depth=8, decoder_heads=16)
 MAE_PRESETS = {
     "mae_vit_base_patch16": dict(_DECODER, encoder="vit_base_patch16"),

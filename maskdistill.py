@@ -210,8 +210,8 @@ def maskdistill_loss(model, teacher, imgs, mask, args):
 # ----------------------------------------------------------------------------- M: masks, in the workers
 
 def mask_count(grid):
-    """§3's "about 40%" as BEiT v2 counts it: 75 of 196 = 38.3% (its scripts; unilm #551), the
-    same fraction on other grids (unilm #396: rescale to keep it): 98 of 256 for /14 at 224."""
+    """§3's "about 40%" as BEiT v2 counts it. NOTE(paper): 75 of 196 = 38.3% (its scripts), the
+    same fraction on other grids (rescaled to keep it): 98 of 256 for /14 at 224."""
     return round(75 / 196 * grid * grid)
 
 
@@ -273,9 +273,10 @@ PRESETS = {
                                          num_mask_patches=mask_count(16)),
     # EVA §2.2 + Table 3 + its EVA-01 code: ViT-g/14, absolute positions, no RPE, no layer scale,
     # drop path 0.1; CLIP-L/14 at 224, target ln_post(tokens) @ proj, no extra norm, negative cosine;
-    # BEiT v1 masks (at most 105 of 256, EVA's scripts); batch 4096 (128 GPUs x 32), lr 1e-3, betas
-    # (0.9, 0.98), eps 1e-6, 150 epochs, warmup 2, clip 3.0, min lr 1e-5, no jitter, CLIP mean/std.
-    # NOTE(paper): bf16 autocast by default (--precision fp16 adds a GradScaler), no ZeRO-1.
+    # batch 4096 (128 GPUs x 32), lr 1e-3, betas (0.9, 0.98), eps 1e-6, 150 epochs, warmup 2, clip 3.0,
+    # min lr 1e-5, no jitter, CLIP mean/std. NOTE(paper): BEiT v1 masks, at most 105 of 256 (EVA's
+    # scripts; 40% would be 102). NOTE(paper): bf16 autocast by default (--precision fp16 adds a
+    # GradScaler), no ZeRO-1.
     "eva_g14": dict(_APP_A, student="eva_g14", teacher="clip_l14", rel_pos_bias=False,
                     abs_pos_emb=True, layer_scale=0.0, drop_path=0.1, init_std=0.015, target="proj",
                     target_norm="none", loss="cosine", num_mask_patches=105, exact_mask=False,

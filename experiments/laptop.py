@@ -610,12 +610,12 @@ def refresh_readme(path, report):
 def front_section(report):
     """The lab's section of the front README (README.md, "What the labs show"), from results.json: one line per
     claim, its effect beside what the lab could detect, the paper's effect, the verdict."""
-    lines = [f"`python experiments/laptop.py` ({report['minutes']:.1f} min, 2 idle cores, {report['date']}): twelve "
-             "claims of the papers and one new one on `atoms`, 200 labels, 3 seeds (5 for an unstable row). "
-             "**Reproduces**: effect ≥ 3 × the pooled seed std; **contradicts**: ≤ −3 ×; else **inconclusive**. In "
-             f"parentheses: that 3 × std, the smallest effect the lab sees. {count_line(report)} Design, probes: "
-             "[experiments/README.md](experiments/README.md).", "",
-             "| claim | effect (can see) | paper | verdict |", "| --- | --- | --- | --- |"]
+    text = (f"`python experiments/laptop.py` ({report['minutes']:.1f} min, 2 idle cores, {report['date']}): twelve "
+            "claims of the papers and one new one on `atoms`, 200 labels, 3 seeds (5 for an unstable row). "
+            "**Reproduces**: effect ≥ 3 × the pooled seed std; **contradicts**: ≤ −3 ×; else **inconclusive**. "
+            f"In parentheses: that 3 × std, the smallest effect the lab sees. {count_line(report)} Design, "
+            "probes: [experiments/README.md](experiments/README.md).")
+    lines = [wrap(text, 114), "", "| claim | effect (can see) | paper | verdict |", "| --- | --- | --- | --- |"]
     for st in report["studies"]:
         name = st["name"].replace(", fine-tuning", " (FT)").replace(", linear probe", " (LP)")
         eff = "not run" if st["effect"] is None else f"{st['effect']:+.1f} ({st['detectable']:.1f})"
