@@ -190,14 +190,6 @@ def vit_config_of(ckpt):
     return ckpt.get("vit_config") or (args.get("vit_config") if isinstance(args, dict) else None)
 
 
-def encoder_vit(ckpt, **overrides):
-    """The ViT an encoder.pt (engine.save_encoder) describes, `overrides` on top, its weights loaded."""
-    cfg = {k: v for k, v in ckpt["vit_config"].items() if k in ViTConfig.__dataclass_fields__}
-    vit = ViT(ViTConfig(**{**cfg, **overrides}))
-    load_pretrained(vit, ckpt["model"])
-    return vit
-
-
 def read_init(path, ema=None, flag="--init"):
     """(checkpoint, state dict, EMA used) for finetune.py --init: an encoder.pt, an official MAE file,
     a finetune.py checkpoint, or a bare state dict. A finetune.py checkpoint also holds its EMA: `ema`

@@ -338,6 +338,7 @@ def test_rel_pos_bias_resize_equals_scipy_interp2d_as_beit_v2_calls_it(G, G2, pi
 
 
 def _with_random_rpe(model, seed=0):
+    """Random relative-position tables (init is zeros: a mis-mapped table would hide)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -5,6 +5,7 @@ answers)."""
 import pytest
 import torch
 
+from test_vit import _with_random_rpe      # random RPE tables: their init is zeros, a mis-mapped one would hide
 from vit import create_model
 from weights import load_clip_state_dict
 
@@ -48,16 +49,6 @@ def test_clip_b16_equals_open_clip_vit_b16_quickgelu(openclip_b16):
 
 def test_tiny_clip_equals_open_clip_tiny_config(tiny_clip):
     _compare_clip(tiny_clip[0], "clip_test", 32)
-
-
-def _with_random_rpe(model, seed=0):
-    """Random relative-position tables (init is zeros: a mis-mapped table would hide)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("relative_position_bias_table"):
-                p.copy_(torch.randn(p.shape, generator=g))
-    return model
 
 
 @pytest.mark.parametrize("shared", [False, True])
